@@ -1,0 +1,5 @@
+import sys
+
+from bio_speech_dyt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,113 @@
+"""Callbacks that write the run directory: metrics.csv, alpha.csv and throughput."""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from bio_speech_dyt.dyt import DyT
+from bio_speech_dyt.io import write_text
+
+
+class _CsvTable:
+    """Rows kept in memory and rewritten atomically; on resume rows after the restored step
+    are dropped so that a resumed run's file matches an uninterrupted one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: list[dict] = []
+
+    def load(self, max_step: int) -> None:
+        if self.path.is_file():
+            with self.path.open(newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if int(r["step"]) <= max_step]
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        fields: list[str] = []
+        for r in self.rows:
+            fields += [k for k in r if k not in fields]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=fields)
+        w.writeheader()
+        w.writerows(self.rows)
+        write_text(self.path, buf.getvalue())
+
+
+class RunFiles(L.Callback):
+    """Writes ``metrics.csv`` (one row per logged step, validation rows too), ``alpha.csv``
+    (every DyT alpha, every step) and measures throughput (items/s, first step excluded:
+    it carries compilation and warm-up)."""
+
+    def __init__(self, run_dir: Path, log_every_n_steps: int = 1):
+        self.metrics = _CsvTable(run_dir / "metrics.csv")
+        self.alphas = _CsvTable(run_dir / "alpha.csv")
+        self.log_every = max(1, log_every_n_steps)
+        self._t_last: float | None = None
+        self.items = 0
+        self.seconds = 0.0
+        self._dyt: list[tuple[str, DyT]] = []
+
+    # -- lifecycle ----------------------------------------------------------------
+    def on_fit_start(self, trainer, pl_module):
+        self._dyt = [(n.removeprefix("model."), m) for n, m in pl_module.named_modules() if isinstance(m, DyT)]
+        step = trainer.global_step
+        self.metrics.load(step)
+        self.alphas.load(step)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self._t_last is None:
+            self._t_last = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.perf_counter()
+        if trainer.global_step > 1 and self._t_last is not None:  # skip the first (warm-up) step
+            self.items += pl_module.last_items
+            self.seconds += now - self._t_last
+        self._t_last = now
+        step = trainer.global_step
+        if self._dyt and trainer.is_global_zero:
+            row = {"step": step}
+            row.update({name: float(m.alpha.detach().float().reshape(-1)[0]) for name, m in self._dyt})
+            self.alphas.rows.append(row)
+        if step % self.log_every == 0 or step == 1:
+            row = {"step": step, "epoch": trainer.current_epoch}
+            row.update(pl_module.last_train_logs)
+            opt = trainer.optimizers[0] if trainer.optimizers else None
+            if opt is not None:
+                row["lr"] = opt.param_groups[0]["lr"]
+            if self.seconds > 0:
+                row[pl_module.throughput_key] = self.items / self.seconds
+            self.metrics.rows.append(row)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        vals = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_") and torch.is_tensor(v)}
+        if vals:
+            self.metrics.rows.append({"step": trainer.global_step, "epoch": trainer.current_epoch, **vals})
+        self._flush(trainer)
+        self._t_last = None  # validation time is not training time
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        self._flush(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self._flush(trainer)
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._flush(trainer)
+
+    def _flush(self, trainer) -> None:
+        if trainer.is_global_zero:
+            self.metrics.flush()
+            self.alphas.flush()
+
+    @property
+    def throughput(self) -> float | None:
+        return self.items / self.seconds if self.seconds > 0 else None

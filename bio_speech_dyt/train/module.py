@@ -1,0 +1,82 @@
+"""The LightningModule both domains subclass.
+
+Subclasses build ``self.model`` and implement :meth:`compute_loss`; this base class does
+optimizer groups, schedules, logging of every loss part, throughput counting and the
+non-finite-loss guard.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from bio_speech_dyt.config import OptimConfig
+from bio_speech_dyt.train.optim import build_optimizer, build_scheduler
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the training loss is NaN/inf and the policy is ``stop``."""
+
+
+class BaseModule(L.LightningModule):
+    #: name of the throughput metric ("tokens_per_s" for DNA, "samples_per_s" for speech)
+    throughput_key = "items_per_s"
+
+    def __init__(self, model: nn.Module, optim: OptimConfig, total_steps: int, nonfinite_loss: str = "stop"):
+        super().__init__()
+        if nonfinite_loss not in ("stop", "skip"):
+            raise ValueError(f"nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}")
+        self.model = model
+        self.optim_cfg = optim
+        self.total_steps = total_steps
+        self.nonfinite_loss = nonfinite_loss
+        self.last_train_logs: dict[str, float] = {}
+        self.last_items = 0
+        self.skipped_steps = 0
+
+    # -- to implement -----------------------------------------------------------------
+    def compute_loss(self, batch: Any, stage: str) -> tuple[Tensor, dict[str, Tensor | float], int]:
+        """Return ``(loss, parts, num_items)``: the loss to minimise, extra scalars to log
+        (without prefix) and the number of items (tokens / samples) in the batch."""
+        raise NotImplementedError
+
+    # -- Lightning hooks --------------------------------------------------------------
+    def training_step(self, batch: Any, batch_idx: int):
+        loss, parts, items = self.compute_loss(batch, "train")
+        self.last_items = items
+        if not torch.isfinite(loss.detach()).all():
+            step = self.trainer.global_step
+            if self.nonfinite_loss == "stop":
+                raise NonFiniteLossError(
+                    f"non-finite training loss ({loss.item()}) at step {step}; stopping. "
+                    f"The last good checkpoint is in the run's checkpoints/ (resume with --resume); "
+                    f"set trainer.nonfinite_loss=skip to skip such updates instead."
+                )
+            self.skipped_steps += 1
+            self.print(f"warning: non-finite loss at step {step}; update skipped ({self.skipped_steps} so far)")
+            return None
+        logs = {"train_loss": loss.detach()}
+        logs.update({f"train_{k}": v for k, v in parts.items()})
+        self.last_train_logs = {k: float(v) for k, v in logs.items()}
+        self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False, batch_size=max(1, items))
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int):
+        loss, parts, items = self.compute_loss(batch, "valid")
+        logs = {"valid_loss": loss.detach()}
+        logs.update({f"valid_{k}": v for k, v in parts.items()})
+        self.log_dict(logs, on_step=False, on_epoch=True, sync_dist=True, batch_size=max(1, items))
+        return loss
+
+    def configure_optimizers(self):
+        # submodules declare model-specific no-decay parameters through no_weight_decay()
+        opt = build_optimizer(self, self.optim_cfg)
+        sched = build_scheduler(opt, self.optim_cfg, self.total_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+

@@ -1,0 +1,83 @@
+"""AdamW parameter groups and learning-rate schedules shared by both domains."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from bio_speech_dyt.config import OptimConfig
+from bio_speech_dyt.dyt import DyT
+
+# Norm classes whose parameters never get weight decay (matched by name for duck-typed ones).
+_NORM_TYPES = (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, DyT)
+_NORM_NAME_HINTS = ("LayerNorm", "RMSNorm", "GroupNorm", "DyT", "BatchNorm")
+
+
+def _is_norm(module: nn.Module) -> bool:
+    return isinstance(module, _NORM_TYPES) or any(h in type(module).__name__ for h in _NORM_NAME_HINTS)
+
+
+def no_decay_names(model: nn.Module, extra: Iterable[str] = ()) -> set[str]:
+    """Names of parameters without weight decay: DyT alpha, norm weight/bias, every bias,
+    the ``extra`` names and whatever any submodule's ``no_weight_decay()`` returns (names
+    relative to that submodule, e.g. a Hyena filter's parameters)."""
+    names: set[str] = set(extra)
+    for mod_name, module in model.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        hook = getattr(module, "no_weight_decay", None)
+        if callable(hook):
+            names |= {prefix + n for n in hook()}
+        for p_name, p in module.named_parameters(recurse=False):
+            full = prefix + p_name
+            if _is_norm(module) or p_name == "bias" or p_name.endswith("_bias") or p.ndim == 0 or p_name == "alpha":
+                names.add(full)
+    return names
+
+
+def param_groups(model: nn.Module, weight_decay: float, extra_no_decay: Iterable[str] = ()) -> list[dict]:
+    skip = no_decay_names(model, extra_no_decay)
+    decay, no_decay = [], []
+    seen: set[int] = set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        (no_decay if name in skip else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"}]
+    groups.append({"params": no_decay, "weight_decay": 0.0, "name": "no_decay"})
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, extra_no_decay: Iterable[str] = ()) -> torch.optim.AdamW:
+    return torch.optim.AdamW(
+        param_groups(model, cfg.weight_decay, extra_no_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps
+    )
+
+
+def lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based): linear warmup, then
+    cosine to ``min_lr_ratio``, polynomial decay to ``min_lr_ratio`` (fairseq's
+    ``polynomial_decay``) or constant."""
+    warmup = max(0, cfg.warmup_steps)
+    total = max(total_steps, warmup + 1)
+    floor = cfg.min_lr_ratio
+    if cfg.scheduler not in ("cosine", "polynomial", "constant"):
+        raise ValueError(f"unknown scheduler {cfg.scheduler!r}; choose cosine | polynomial | constant")
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.scheduler == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if cfg.scheduler == "cosine":
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return floor + (1.0 - floor) * (1.0 - progress) ** cfg.power
+
+    return f
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))

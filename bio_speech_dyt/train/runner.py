@@ -1,0 +1,111 @@
+"""``run_training``: one Lightning fit with the suite's run-directory layout.
+
+RUN_DIR/config.yaml (written by the job front door), metrics.csv, alpha.csv,
+checkpoints/{step*.ckpt,last.ckpt}, metrics.json.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+
+from bio_speech_dyt.config import JobConfig
+from bio_speech_dyt.io import write_json
+from bio_speech_dyt.train.callbacks import RunFiles
+from bio_speech_dyt.train.checkpoint_io import AtomicCheckpointIO
+from bio_speech_dyt.train.module import BaseModule
+
+CHECKPOINT_DIR = "checkpoints"
+LAST = "last.ckpt"
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    p = Path(run_dir) / CHECKPOINT_DIR / LAST
+    return p if p.is_file() else None
+
+
+def build_trainer(cfg: JobConfig, run_dir: Path, callbacks: list[L.Callback] = (), **overrides: Any) -> L.Trainer:
+    t = cfg.trainer
+    ckpt = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR,
+        filename="step{step:07d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=max(1, t.checkpoint_every_n_steps),
+        save_top_k=-1,
+        save_last=True,
+    )
+    val_kwargs: dict[str, Any] = {}
+    if t.val_check_interval is not None:
+        val_kwargs = {"val_check_interval": t.val_check_interval, "check_val_every_n_epoch": None}
+    kwargs: dict[str, Any] = dict(
+        default_root_dir=str(run_dir),
+        max_steps=t.max_steps,
+        max_epochs=t.max_epochs if t.max_epochs is not None else (-1 if t.max_steps > 0 else None),
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        accelerator=t.accelerator,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=cfg.optim.gradient_clip_val or None,
+        deterministic=t.deterministic,
+        logger=False,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        limit_val_batches=t.limit_val_batches,
+        num_sanity_val_steps=0,
+        callbacks=[ckpt, *callbacks] + ([TQDMProgressBar(refresh_rate=max(1, t.log_every_n_steps))] if t.progress_bar else []),
+        plugins=[AtomicCheckpointIO()],
+        **val_kwargs,
+    )
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def run_training(
+    cfg: JobConfig,
+    module: BaseModule,
+    train_loader,
+    val_loader,
+    run_dir: Path,
+    resume: bool = False,
+    final_metrics: Callable[[L.Trainer], dict] | None = None,
+) -> dict:
+    """Fit ``module``; write ``metrics.json`` and return it."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    files = RunFiles(run_dir, cfg.trainer.log_every_n_steps)
+    trainer = build_trainer(cfg, run_dir, [files])
+    ckpt_path = last_checkpoint(run_dir) if resume else None
+    if resume and ckpt_path is None:
+        print(f"--resume: no {CHECKPOINT_DIR}/{LAST} in {run_dir}; starting from scratch")
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+    trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / LAST)
+    metrics: dict[str, Any] = {
+        "num_parameters": module.num_parameters(),
+        "steps": trainer.global_step,
+        "train_loss": module.last_train_logs.get("train_loss"),
+        "skipped_steps": module.skipped_steps,
+    }
+    valid = trainer.callback_metrics.get("valid_loss")
+    metrics["valid_loss"] = float(valid) if valid is not None else None
+    if files.throughput is not None:
+        metrics[module.throughput_key] = files.throughput
+    if final_metrics is not None:
+        metrics.update(final_metrics(trainer))
+    if trainer.is_global_zero:
+        write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def load_module_weights(module: torch.nn.Module, ckpt_path: str | Path, prefix: str = "model.") -> dict:
+    """Load a Lightning checkpoint's weights (safe ``weights_only`` load) into ``module``,
+    keeping the keys under ``prefix``; returns the checkpoint's hyper-parameters if any."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    module.load_state_dict(state)
+    return ckpt.get("hyper_parameters", {})
