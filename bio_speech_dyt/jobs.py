@@ -48,3 +48,23 @@ def pretrain(config_path: str | Path, overrides: Sequence[str] = (), out: str | 
     metrics = module.run(cfg, run_dir, resume)
     print(f"run directory: {run_dir}")
     return metrics
+
+
+def load_checkpoint_model(ckpt_path: str | Path):
+    """Rebuild the model of any pretraining checkpoint for analysis.
+
+    Reads ``hyper_parameters["config"]`` (with its ``task``) and calls the task module's
+    ``analysis_inputs(cfg, ckpt_path) -> (model, run)`` where ``run()`` feeds the model one
+    real batch (forward only). Returns ``(cfg, model, run)``.
+    """
+    import torch
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    raw = ckpt.get("hyper_parameters", {}).get("config") or {}
+    task = raw.get("task")
+    if task not in TASKS:
+        raise ValueError(f"{ckpt_path}: checkpoint has no known task in hyper_parameters.config (got {task!r})")
+    module = importlib.import_module(TASKS[task])
+    cfg = load_config(module.CONFIGS[task], data=raw)
+    model, run = module.analysis_inputs(cfg, Path(ckpt_path))
+    return cfg, model, run

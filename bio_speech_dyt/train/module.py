@@ -24,8 +24,19 @@ class BaseModule(L.LightningModule):
     #: name of the throughput metric ("tokens_per_s" for DNA, "samples_per_s" for speech)
     throughput_key = "items_per_s"
 
-    def __init__(self, model: nn.Module, optim: OptimConfig, total_steps: int, nonfinite_loss: str = "stop"):
+    def __init__(
+        self,
+        model: nn.Module,
+        optim: OptimConfig,
+        total_steps: int,
+        nonfinite_loss: str = "stop",
+        config: dict | None = None,
+    ):
+        """``config``: the job's resolved config as plain data (``to_dict(cfg)``); stored in
+        every checkpoint's ``hyper_parameters["config"]`` so a checkpoint can be rebuilt
+        (``bio_speech_dyt.jobs.load_checkpoint_model``)."""
         super().__init__()
+        self.save_hyperparameters({"config": config or {}})
         if nonfinite_loss not in ("stop", "skip"):
             raise ValueError(f"nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}")
         self.model = model
