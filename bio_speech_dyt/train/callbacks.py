@@ -54,7 +54,7 @@ class RunFiles(L.Callback):
         self._dyt: list[tuple[str, DyT]] = []
 
     # -- lifecycle ----------------------------------------------------------------
-    def on_fit_start(self, trainer, pl_module):
+    def on_train_start(self, trainer, pl_module):  # after a resumed checkpoint is restored
         self._dyt = [(n.removeprefix("model."), m) for n, m in pl_module.named_modules() if isinstance(m, DyT)]
         step = trainer.global_step
         self.metrics.load(step)

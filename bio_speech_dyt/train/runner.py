@@ -83,7 +83,7 @@ def run_training(
     ckpt_path = last_checkpoint(run_dir) if resume else None
     if resume and ckpt_path is None:
         print(f"--resume: no {CHECKPOINT_DIR}/{LAST} in {run_dir}; starting from scratch")
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path)
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=ckpt_path, weights_only=True)
     trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / LAST)
     metrics: dict[str, Any] = {
         "num_parameters": module.num_parameters(),

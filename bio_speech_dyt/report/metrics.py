@@ -1,0 +1,116 @@
+"""What the report compares: metric specs with units, GenomicBenchmarks accuracy entries and
+the paper's reference numbers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bio_speech_dyt.report.runs import Run, as_number
+
+THROUGHPUT_UNITS = {"tokens_per_s": "tokens/s", "samples_per_s": "samples/s"}
+
+
+def loss_unit(domain: str, key: str) -> str:
+    """Unit of a loss column: bits for ``*_bits`` and speech validation, nats/token for DNA,
+    else the raw loss."""
+    if key.endswith("_bits") or (domain == "speech" and key.startswith("valid_")):
+        return "bits"
+    if domain == "dna":
+        return "nats/token"
+    return "raw loss"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One table of the report: a ``metrics.json`` key, compared as a difference or a ratio."""
+
+    key: str
+    title: str
+    fmt: str = "{:.4f}"
+    ratio: bool = False  # compare DyT/LN instead of DyT−LN
+    unit: str | None = None  # None: a loss, unit from the run's domain (loss_unit)
+
+    def unit_for(self, run: Run) -> str:
+        return self.unit if self.unit is not None else loss_unit(run.domain, self.key)
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("valid_loss", "Validation loss (final)"),
+    MetricSpec("train_loss", "Training loss (last step)"),
+    MetricSpec("baseline_kmer_loss", "Best k-mer Markov baseline on the validation split"),
+    MetricSpec("valid_loss_bits", "wav2vec 2.0 validation loss", unit="bits"),
+    MetricSpec("contrastive_bits", "wav2vec 2.0 contrastive loss", unit="bits"),
+    MetricSpec("diversity_bits", "wav2vec 2.0 codebook diversity loss", unit="bits"),
+    MetricSpec("penalty_bits", "wav2vec 2.0 feature penalty", unit="bits"),
+    MetricSpec("contrastive_accuracy", "Contrastive accuracy (true target ranked first)", "{:.3f}", unit="fraction"),
+    MetricSpec("tokens_per_s", "Training throughput", "{:,.0f}", ratio=True, unit="tokens/s"),
+    MetricSpec("samples_per_s", "Training throughput", "{:,.1f}", ratio=True, unit="samples/s"),
+    MetricSpec("num_parameters", "Parameters", "{:,.0f}", unit="count"),
+)
+
+# Zhu et al., CVPR 2025 (GPU scale, full data): LN-family norm vs DyT
+PAPER_REFERENCE: tuple[dict[str, Any], ...] = (
+    {"domain": "speech", "model": "wav2vec 2.0 Base", "metric": "validation loss", "unit": "bits", "ln": 1.95, "dyt": 1.95},
+    {"domain": "speech", "model": "wav2vec 2.0 Large", "metric": "validation loss", "unit": "bits", "ln": 1.92, "dyt": 1.91},
+    {"domain": "dna", "model": "HyenaDNA", "metric": "GenomicBenchmarks mean accuracy", "unit": "%", "ln": 85.2, "dyt": 85.2},
+    {"domain": "dna", "model": "Caduceus", "metric": "GenomicBenchmarks mean accuracy", "unit": "%", "ln": 86.9, "dyt": 86.9},
+)
+
+
+@dataclass
+class GBEntry:
+    """GenomicBenchmarks test accuracy of one run on one dataset (fractions in [0, 1])."""
+
+    dataset: str
+    accuracy: float
+    std: float | None
+    per_seed: list[tuple[str, float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "test_accuracy": self.accuracy, "test_accuracy_std": self.std,
+                "per_seed": dict(self.per_seed)}
+
+
+def _seed_accuracies(per_seed: Any) -> list[tuple[str, float]]:
+    """``per_seed`` as ``[(seed, accuracy)]``; accepts ``{seed: acc}``, ``{seed: {test_accuracy}}``,
+    ``[acc, ...]`` or ``[{seed, test_accuracy}, ...]``."""
+    if isinstance(per_seed, dict):
+        items = list(per_seed.items())
+    elif isinstance(per_seed, list):
+        items = [(v.get("seed", i) if isinstance(v, dict) else i, v) for i, v in enumerate(per_seed)]
+    else:
+        return []
+    out = []
+    for seed, v in items:
+        acc = as_number(v.get("test_accuracy") if isinstance(v, dict) else v)
+        if acc is not None:
+            out.append((str(seed), acc))
+    return out
+
+
+def _entry(name: str, data: dict) -> GBEntry | None:
+    acc = as_number(data.get("test_accuracy"))
+    if acc is None:
+        return None
+    return GBEntry(name, acc, as_number(data.get("test_accuracy_std")), _seed_accuracies(data.get("per_seed")))
+
+
+def gb_entries(run: Run) -> list[GBEntry]:
+    """The run's GenomicBenchmarks results: a flat ``metrics.json`` (one dataset, named by its
+    ``dataset`` key or the last part of ``data.path``), or per-dataset mappings holding
+    ``test_accuracy`` at the top level or under ``datasets``/``tasks``."""
+    m = run.metrics
+    if "test_accuracy" in m:
+        data_cfg = run.config.get("data") if isinstance(run.config.get("data"), dict) else {}
+        name = m.get("dataset") or str(data_cfg.get("path") or "").rstrip("/").rsplit("/", 1)[-1] or "dataset"
+        entry = _entry(str(name), m)
+        return [entry] if entry else []
+    candidates: dict[str, Any] = dict(m)
+    for group in ("datasets", "tasks"):
+        if isinstance(m.get(group), dict):
+            candidates.update(m[group])
+    entries = []
+    for name, value in candidates.items():
+        if isinstance(value, dict) and (entry := _entry(str(name), value)):
+            entries.append(entry)
+    return entries

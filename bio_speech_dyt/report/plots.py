@@ -1,0 +1,140 @@
+"""Report figures: loss curves (LN vs DyT per task), DyT alpha trajectories, throughput bars.
+
+Every function writes one PNG into ``out_dir`` and returns its path, or ``None`` when the
+runs hold nothing to plot (the caller notes the skip).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bio_speech_dyt.report.metrics import THROUGHPUT_UNITS, loss_unit
+from bio_speech_dyt.report.runs import Pair, Run
+from bio_speech_dyt.report.style import BASELINE_COLOR, DYT_COLOR, LINESTYLES, grid, norm_color, save, slug
+
+# panel title -> metrics.csv columns, first present wins (speech logs bits where it can)
+CURVE_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Training loss", ("train_loss",)),
+    ("Validation loss", ("valid_loss_bits", "valid_loss")),
+    ("Validation accuracy", ("valid_accuracy", "valid_contrastive_accuracy")),
+)
+
+
+def _series(run: Run, key: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(seed label, x, y)`` of one metrics.csv column: finite rows only, one series per seed
+    when the file has a ``seed`` column."""
+    cols = run.curves or {}
+    if key not in cols:
+        return []
+    xkey = "step" if "step" in cols and np.isfinite(cols["step"]).any() else "epoch"
+    x, y = cols[xkey], cols[key]
+    seeds = cols.get("seed")
+    labels = np.unique(seeds[np.isfinite(seeds)]) if seeds is not None else np.array([np.nan])
+    out = []
+    for s in labels:
+        mask = np.isfinite(x) & np.isfinite(y) & ((seeds == s) if seeds is not None else True)
+        if mask.any():
+            out.append(("" if np.isnan(s) else f"seed {s:g}", x[mask], y[mask]))
+    return out
+
+
+def _x_label(runs: list[Run]) -> str:
+    has_step = any(r.curves and "step" in r.curves and np.isfinite(r.curves["step"]).any() for r in runs)
+    return "optimizer step" if has_step else "epoch"
+
+
+def _ema(y: np.ndarray, beta: float = 0.9) -> np.ndarray:
+    """Bias-corrected exponential moving average."""
+    out, acc = np.empty_like(y), 0.0
+    for i, v in enumerate(y):
+        acc = beta * acc + (1 - beta) * v
+        out[i] = acc / (1 - beta ** (i + 1))
+    return out
+
+
+def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
+    """Training / validation curves of one task and setting, LN-family and DyT on shared axes."""
+    runs = [r for p in pairs for r in p.runs if r.curves is not None]
+    panels = [(t, keys) for t, keys in CURVE_PANELS if any(_series(r, k) for r in runs for k in keys)]
+    if not panels:
+        return None
+    fig, axes = grid(len(panels), max_cols=3)
+    for ax, (title, keys) in zip(axes.flat, panels):
+        units = set()
+        for r in runs:
+            style = LINESTYLES[[q for q in runs if q.is_dyt == r.is_dyt].index(r) % len(LINESTYLES)]
+            key = next((k for k in keys if _series(r, k)), None)
+            if key is None:
+                continue
+            units.add("fraction" if "accuracy" in key else loss_unit(r.domain, key))
+            for i, (seed, x, y) in enumerate(_series(r, key)):
+                label = f"{r.norm_label} · {r.name}" + (f" ({seed})" if seed else "") if i == 0 else None
+                color = norm_color(r.is_dyt)
+                if key == "train_loss" and len(y) > 50:
+                    ax.plot(x, y, color=color, alpha=0.2, lw=0.8)
+                    y = _ema(y)
+                ax.plot(x, y, color=color, ls=style, lw=1.6, label=label, marker="o" if len(y) <= 20 else None, ms=3)
+        ax.set_title(title + (" (EMA-smoothed, raw faint)" if title == "Training loss" else ""))
+        ax.set_xlabel(_x_label(runs))
+        ax.set_ylabel(f"{title.split()[-1]} ({' / '.join(sorted(units))})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{pairs[0].label}: LN-family (blue) vs DyT (orange)")
+    return save(fig, out_dir / f"curves-{slug(pairs[0].label)}.png")
+
+
+def alpha_trajectories(run: Run, out_dir: Path) -> Path | None:
+    """The alpha of every DyT layer over steps (alpha.csv), coloured input → output."""
+    cols = run.alpha or {}
+    layers = [k for k in cols if k != "step" and np.isfinite(cols[k]).any()]
+    if not layers:
+        return None
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig, axes = grid(1, panel=(8.0, 4.4))
+    ax = axes[0, 0]
+    cmap, norm = colormaps["plasma"], Normalize(0, max(1, len(layers) - 1))
+    for i, name in enumerate(layers):
+        mask = np.isfinite(cols["step"]) & np.isfinite(cols[name])
+        ax.plot(cols["step"][mask], cols[name][mask], color=cmap(norm(i) * 0.9), lw=1.3,
+                label=name if len(layers) <= 12 else None)
+    if len(layers) <= 12:
+        ax.legend(fontsize=7, ncol=1 + len(layers) // 7, title="DyT layer")
+    else:
+        bar = fig.colorbar(ScalarMappable(norm, cmap), ax=ax)
+        bar.set_label(f"layer index (0 = {layers[0]}, {len(layers) - 1} = {layers[-1]})", fontsize=8)
+    ax.set_title(f"{run.name}: DyT alpha per layer ({run.task})")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("alpha (dimensionless)")
+    ax.grid(alpha=0.3)
+    return save(fig, out_dir / f"alpha-{slug(run.name)}.png")
+
+
+def throughput_bars(pairs: list[Pair], out_dir: Path) -> Path | None:
+    """Training throughput (tokens/s, samples/s) LN-family vs DyT, annotated with DyT/LN."""
+    keys = [k for k in THROUGHPUT_UNITS if any(r.number(k) is not None for p in pairs for r in p.runs)]
+    if not keys:
+        return None
+    fig, axes = grid(len(keys), max_cols=2, panel=(6.4, 4.0))
+    for ax, key in zip(axes.flat, keys):
+        rows = [p for p in pairs if any(r.number(key) is not None for r in p.runs)]
+        x = np.arange(len(rows))
+        for offset, side, color, label in ((-0.2, "baseline", BASELINE_COLOR, "LN / RMSNorm"), (0.2, "dyt", DYT_COLOR, "DyT")):
+            vals = [getattr(p, side).number(key) if getattr(p, side) else None for p in rows]
+            ax.bar(x + offset, [v or 0 for v in vals], width=0.4, color=color, label=label)
+        for i, p in enumerate(rows):
+            base, dyt = (p.baseline.number(key) if p.baseline else None), (p.dyt.number(key) if p.dyt else None)
+            if base and dyt:
+                ax.annotate(f"DyT/LN ×{dyt / base:.2f}", (i, max(base, dyt)), ha="center", va="bottom", fontsize=9,
+                            xytext=(0, 3), textcoords="offset points")
+        ax.set_xticks(x, [p.label for p in rows], rotation=15 if len(rows) > 2 else 0, ha="right" if len(rows) > 2 else "center",
+                      fontsize=8)
+        ax.set_ylabel(f"training throughput ({THROUGHPUT_UNITS[key]})")
+        ax.set_title(f"Throughput ({THROUGHPUT_UNITS[key]}), higher is better")
+        ax.margins(y=0.15)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    return save(fig, out_dir / "throughput.png")
