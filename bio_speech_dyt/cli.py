@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -110,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def prepare_synthetic(out: Path, seed: int = 0) -> None:
+    """The embedded default data: ``out/genome``, ``out/gb`` and ``out/speech``."""
+    from genomics.data.synthetic import prepare_synthetic_genomics
+    from speech.data.synthetic import make_synthetic_speech
+
+    prepare_synthetic_genomics(out, seed=seed)
+    make_synthetic_speech(out / "speech", seed=seed)
+
+
 def _run_benchmark(what: str, full: bool, out: Path) -> None:
     """Benchmarks live in the source tree's benchmarks/ folder (not an installed package)."""
     root = Path(__file__).resolve().parents[1]
@@ -146,9 +156,7 @@ def dispatch(args: argparse.Namespace) -> None:
                 resample=args.resample, downmix=args.downmix, out=args.out,
             )
         elif kind == "synthetic":
-            from bio_speech_dyt.synthetic import prepare_synthetic
-
-            prepare_synthetic(out=args.out, seed=args.seed)
+            prepare_synthetic(args.out, args.seed)
     elif args.verb == "pretrain":
         from bio_speech_dyt.jobs import pretrain
 
@@ -180,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dispatch(args)
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"bsd {args.verb}: error: {e}", file=sys.stderr)
+        if os.environ.get("BSD_DEBUG"):
+            raise
+        print(f"bsd {args.verb}: error: {e}  (set BSD_DEBUG=1 for a traceback)", file=sys.stderr)
         return 2
     return 0
 
