@@ -2,13 +2,14 @@
 import csv
 import json
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
 
 from bio_speech_dyt import DyT
 from bio_speech_dyt.config import OptimConfig
-from bio_speech_dyt.train import NonFiniteLossError, lr_lambda, no_decay_names, run_training
+from bio_speech_dyt.train import NonFiniteLossError, StepBatchSampler, lr_lambda, no_decay_names, run_training
 from toy_task import ToyModule, toy_config, toy_loaders
 
 
@@ -83,3 +84,50 @@ def test_nonfinite_loss_skip_policy(tmp_path):
     cfg.nan_at_step = 2
     metrics = run_training(cfg, ToyModule(cfg), *toy_loaders(), tmp_path)
     assert metrics["skipped_steps"] == 1 and metrics["steps"] == 5
+
+
+def _step_loader(cfg):
+    data = toy_loaders()[0].dataset
+    return torch.utils.data.DataLoader(data, batch_sampler=StepBatchSampler(len(data), 8, seed=3, max_steps=cfg.trainer.max_steps))
+
+
+def test_exact_resume_with_step_sampler_and_rng(tmp_path):
+    """6 steps straight == 3 steps, then resume to 6: same per-step losses, bitwise."""
+    def cfg_for(steps):
+        cfg = toy_config(max_steps=steps, checkpoint_every_n_steps=3, deterministic=True)
+        cfg.dropout = 0.3  # consumes the torch RNG every step
+        return cfg
+
+    class StopAt3(L.Callback):  # an interruption right after the step-3 checkpoint
+        def on_train_batch_end(self, trainer, *args):
+            trainer.should_stop = trainer.global_step == 3
+
+    straight = tmp_path / "straight"
+    m1 = ToyModule(cfg_for(6))
+    run_training(cfg_for(6), m1, _step_loader(cfg_for(6)), None, straight)
+    split = tmp_path / "split"
+    run_training(cfg_for(6), ToyModule(cfg_for(6)), _step_loader(cfg_for(6)), None, split, callbacks=[StopAt3()])
+    assert len(_rows(split / "metrics.csv")) == 3
+    m2 = ToyModule(cfg_for(6))
+    run_training(cfg_for(6), m2, _step_loader(cfg_for(6)), None, split, resume=True)
+    a = [r["train_loss"] for r in _rows(straight / "metrics.csv")]
+    b = [r["train_loss"] for r in _rows(split / "metrics.csv")]
+    assert a == b and len(a) == 6
+    for (k, p1), p2 in zip(m1.model.state_dict().items(), m2.model.state_dict().values()):
+        assert torch.equal(p1, p2), k
+
+
+def test_step_sampler_shards_global_batch():
+    s = StepBatchSampler(20, 4, seed=1, max_steps=12)
+    one = list(s)
+    assert len(one) == 12 and all(len(b) == 4 for b in one)
+    assert sorted(sum(one[:5], [])) == list(range(20))  # a pass covers the data once
+    ranks = []
+    for r in range(2):
+        s2 = StepBatchSampler(20, 4, seed=1, max_steps=12, world_size=2, rank=r)
+        ranks.append(list(s2))
+    assert all(sorted(a + b) == sorted(c) for a, b, c in zip(ranks[0], ranks[1], one))
+    s.start_step = 7
+    assert list(s) == one[7:]
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        StepBatchSampler(3, 4)

@@ -16,6 +16,7 @@ from bio_speech_dyt.train import BaseModule
 class ToyConfig(JobConfig):
     batch_size: int = 8
     nan_at_step: int = -1
+    dropout: float = 0.0
 
 
 class ToyModule(BaseModule):
@@ -23,16 +24,17 @@ class ToyModule(BaseModule):
 
     def __init__(self, cfg: ToyConfig):
         torch.manual_seed(cfg.seed)
-        model = nn.Sequential(nn.Linear(8, 16), DyT(16), nn.Linear(16, 1))
+        model = nn.Sequential(nn.Linear(8, 16), DyT(16), nn.Dropout(cfg.dropout), nn.Linear(16, 1))
         super().__init__(model, cfg.optim, cfg.trainer.max_steps, cfg.trainer.nonfinite_loss, dataclasses.asdict(cfg))
         self.nan_at_step = cfg.nan_at_step
 
     def compute_loss(self, batch, stage):
         x, y = batch
-        loss = nn.functional.mse_loss(self.model(x).squeeze(-1), y)
+        pred = self.model(x).squeeze(-1)
+        loss = nn.functional.mse_loss(pred, y)
         if stage == "train" and self.trainer.global_step == self.nan_at_step:
             loss = loss * float("nan")
-        return loss, {"mae": (self.model(x).squeeze(-1) - y).abs().mean().detach()}, x.shape[0]
+        return loss, {"mae": (pred - y).abs().mean().detach()}, x.shape[0]
 
 
 def toy_data(n: int = 64, seed: int = 0) -> TensorDataset:

@@ -79,15 +79,16 @@ def _hook(rec: LayerRecord, keep_samples: bool, generator: torch.Generator) -> C
         x = x.detach().float()
         if rec.kind == "dyt" and not getattr(module, "channels_last", True):
             x = x.movedim(1, -1)
-        x = x.reshape(-1, x.shape[-1]).cpu()
+        x = x.reshape(-1, x.shape[-1])
         if rec.kind == "dyt":
-            ax = float(module.alpha.detach().float().reshape(-1)[0]) * x
+            ax = module.alpha.detach().float().reshape(-1)[0] * x
             rec.saturated += int((ax.abs() > SATURATION).sum())
             rec.total += ax.numel()
         if not keep_samples:
             return
         if x.shape[0] > MAX_TOKENS:
-            x = x[torch.randperm(x.shape[0], generator=generator)[:MAX_TOKENS]]
+            x = x[torch.randperm(x.shape[0], generator=generator)[:MAX_TOKENS].to(x.device)]
+        x = x.cpu()
         rec.xs.append(x)
         if rec.kind != "dyt":
             rec.ys.append(_normalise(x, rec.kind, getattr(module, "eps", None)))
@@ -136,8 +137,8 @@ def plot_norm_io(records: list[LayerRecord], fits: list[dict], title: str, path:
         ch = rng.choice(x.shape[1], min(SCATTER_CHANNELS, x.shape[1]), replace=False)
         xs, ys = x[np.ix_(tok, ch)], y[np.ix_(tok, ch)]
         colour = np.repeat(np.linspace(0.35, 1.0, len(tok)), len(ch))
-        ax.scatter(xs.ravel(), ys.ravel(), c=cmap(colour), s=3, alpha=0.5, linewidths=0, rasterized=True)
-        lim = float(np.abs(x).max())
+        ax.scatter(xs.ravel(), ys.ravel(), c=cmap(colour), s=4, alpha=0.5, linewidths=0, rasterized=True)
+        lim = float(np.abs(xs).max())  # the plotted points' range (the curve beyond it is extrapolation)
         grid_x = np.linspace(-lim, lim, 400)
         ax.plot(grid_x, fit["scale"] * np.tanh(fit["alpha"] * grid_x), color=DYT_COLOR, lw=2,
                 label=f"fit {fit['scale']:.2f}·tanh({fit['alpha']:.3g}·x)\nR² = {fit['r2']:.3f}")
@@ -161,41 +162,54 @@ def _dyt_row(rec: LayerRecord) -> dict[str, Any]:
             "saturated_share": rec.saturated / rec.total if rec.total else None, "points": rec.total}
 
 
+def _channel_band(m: nn.Module, t: np.ndarray) -> np.ndarray | None:
+    """``weight_c * t + bias_c`` for every channel c (columns), or ``None`` when all channels agree."""
+    if m.weight is None:
+        return None
+    w = m.weight.detach().float().cpu().numpy()
+    b = m.bias.detach().float().cpu().numpy() if m.bias is not None else np.zeros_like(w)
+    band = np.outer(t, w) + b
+    return band if np.ptp(band, axis=1).max() > 1e-6 else None
+
+
+def _dyt_curve(ax, rec: LayerRecord, row: dict) -> None:
+    alpha, x = row["alpha"], rec.points("x")
+    lim = max(float(np.quantile(np.abs(x), 0.99)), 3 / max(abs(alpha), 1e-6))  # 99% of inputs and the whole S
+    gx = np.linspace(-lim, lim, 400)
+    t = np.tanh(alpha * gx)
+    band = _channel_band(rec.module, t)
+    if band is not None:
+        ax.fill_between(gx, band.min(1), band.max(1), color=DYT_COLOR, alpha=0.2, label="weight·tanh(αx)+bias, all channels")
+    ax.plot(gx, t, color=DYT_COLOR, lw=2, label=f"tanh(αx), α = {alpha:.3g}")
+    for sign in (-1, 1):
+        ax.axvline(sign * SATURATION / alpha, color="grey", ls=":", lw=1)
+    ax.set_title(f"{_short_path(rec.path)}\nα = {alpha:.3g}, weight ∈ [{row['weight_min']:.2f}, {row['weight_max']:.2f}]",
+                 fontsize=9)
+    ax.set_xlabel("DyT input x (a.u.)")
+    ax.set_ylabel("DyT output (a.u.)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def _dyt_hist(ax, rec: LayerRecord, row: dict) -> None:
+    ax.hist(row["alpha"] * rec.points("x").ravel(), bins=80, color=DYT_COLOR, alpha=0.8, log=True)
+    for sign in (-1, 1):
+        ax.axvline(sign * SATURATION, color="black", ls="--", lw=1)
+    share = row["saturated_share"] or 0.0
+    ax.text(0.98, 0.95, f"|αx| > {SATURATION:g}: {100 * share:.2f}%", transform=ax.transAxes, ha="right", va="top",
+            fontsize=9, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+    ax.set_xlabel("α·x on the batch")
+    ax.set_ylabel("count (log)")
+
+
 def plot_dyt(records: list[LayerRecord], rows: list[dict], title: str, path: Path) -> Path:
-    """Per DyT layer: the learned curve (channel band of weight·tanh(αx)+bias) above the
-    histogram of α·x on the batch."""
+    """Per DyT layer: the learned curve (with the channel band of weight·tanh(αx)+bias) above
+    the histogram of α·x on the batch."""
     fig, axes = grid(len(records), panel=(4.2, 3.0), rows_per_panel=2)
     cols = axes.shape[1]
     for i, (rec, row) in enumerate(zip(records, rows)):
-        top, bottom = axes[(i // cols) * 2, i % cols], axes[(i // cols) * 2 + 1, i % cols]
-        alpha, x = row["alpha"], rec.points("x")
-        lim = max(float(np.quantile(np.abs(x), 0.999)), 2.5 / max(abs(alpha), 1e-6))
-        gx = np.linspace(-lim, lim, 400)
-        t = np.tanh(alpha * gx)
-        m = rec.module
-        if m.weight is not None:
-            w = m.weight.detach().float().numpy()
-            b = m.bias.detach().float().numpy() if m.bias is not None else np.zeros_like(w)
-            band = np.outer(t, w) + b
-            top.fill_between(gx, band.min(1), band.max(1), color=DYT_COLOR, alpha=0.2, label="weight·tanh(αx)+bias, all channels")
-        top.plot(gx, t, color=DYT_COLOR, lw=2, label=f"tanh(αx), α = {alpha:.3g}")
-        for s in (-1, 1):
-            top.axvline(s * SATURATION / alpha, color="grey", ls=":", lw=1)
-        top.set_title(f"{_short_path(rec.path)}\nα = {alpha:.3g}, weight ∈ [{row['weight_min']:.2f}, {row['weight_max']:.2f}]",
-                      fontsize=9)
-        top.set_xlabel("DyT input x (a.u.)")
-        top.set_ylabel("DyT output (a.u.)")
-        top.grid(alpha=0.3)
-        top.legend(fontsize=7, loc="upper left")
-        ax_ = alpha * x.ravel()
-        bottom.hist(ax_, bins=80, color=DYT_COLOR, alpha=0.8, log=True)
-        for s in (-1, 1):
-            bottom.axvline(s * SATURATION, color="black", ls="--", lw=1)
-        share = row["saturated_share"] or 0.0
-        bottom.text(0.98, 0.95, f"|αx| > {SATURATION:g}: {100 * share:.2f}%", transform=bottom.transAxes,
-                    ha="right", va="top", fontsize=9, bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
-        bottom.set_xlabel("α·x on the batch")
-        bottom.set_ylabel("count (log)")
+        _dyt_curve(axes[(i // cols) * 2, i % cols], rec, row)
+        _dyt_hist(axes[(i // cols) * 2 + 1, i % cols], rec, row)
     fig.suptitle(f"{title}: learned DyT curves and α·x distribution (dotted/dashed: |αx| = {SATURATION:g})")
     return save(fig, path)
 

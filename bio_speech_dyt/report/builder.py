@@ -78,8 +78,8 @@ def _run_sections(doc: _Doc, runs: list[Run]) -> None:
 
     doc.add("## Loss curves\n")
     for label, group in _groups(pairs).items():
-        doc.image(loss_curves(group, doc.out), f"curves {label}", f"{label}: no curves to plot (no metrics.csv with "
-                                                                  f"loss columns, e.g. an evaluation run)")
+        if any(r.curves is not None for p in group for r in p.runs):  # runs without metrics.csv are noted already
+            doc.image(loss_curves(group, doc.out), f"curves {label}", f"{label}: metrics.csv has no loss/accuracy column")
     dyt_runs = [r for r in runs if r.is_dyt]
     if dyt_runs:
         doc.add("## DyT alpha over training\n")

@@ -29,15 +29,15 @@ class MetricSpec:
     fmt: str = "{:.4f}"
     ratio: bool = False  # compare DyT/LN instead of DyT−LN
     unit: str | None = None  # None: a loss, unit from the run's domain (loss_unit)
+    context: tuple[str, ...] = ()  # keys shown beside it, the same for both norms (e.g. data baselines)
 
     def unit_for(self, run: Run) -> str:
         return self.unit if self.unit is not None else loss_unit(run.domain, self.key)
 
 
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("valid_loss", "Validation loss (final)"),
+    MetricSpec("valid_loss", "Validation loss (final)", context=("baseline_kmer_loss", "baseline_unigram_loss")),
     MetricSpec("train_loss", "Training loss (last step)"),
-    MetricSpec("baseline_kmer_loss", "Best k-mer Markov baseline on the validation split"),
     MetricSpec("valid_loss_bits", "wav2vec 2.0 validation loss", unit="bits"),
     MetricSpec("contrastive_bits", "wav2vec 2.0 contrastive loss", unit="bits"),
     MetricSpec("diversity_bits", "wav2vec 2.0 codebook diversity loss", unit="bits"),
@@ -101,8 +101,7 @@ def gb_entries(run: Run) -> list[GBEntry]:
     ``test_accuracy`` at the top level or under ``datasets``/``tasks``."""
     m = run.metrics
     if "test_accuracy" in m:
-        data_cfg = run.config.get("data") if isinstance(run.config.get("data"), dict) else {}
-        name = m.get("dataset") or str(data_cfg.get("path") or "").rstrip("/").rsplit("/", 1)[-1] or "dataset"
+        name = m.get("dataset") or str(run.section("data").get("path") or "").rstrip("/").rsplit("/", 1)[-1] or "dataset"
         entry = _entry(str(name), m)
         return [entry] if entry else []
     candidates: dict[str, Any] = dict(m)

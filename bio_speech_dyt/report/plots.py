@@ -21,22 +21,16 @@ CURVE_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _series(run: Run, key: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``(seed label, x, y)`` of one metrics.csv column: finite rows only, one series per seed
-    when the file has a ``seed`` column."""
+def _series(run: Run, key: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(x, y)`` of one metrics.csv column against step (else epoch), finite rows only; one
+    series per seed when the file has a ``seed`` column."""
     cols = run.curves or {}
     if key not in cols:
         return []
-    xkey = "step" if "step" in cols and np.isfinite(cols["step"]).any() else "epoch"
-    x, y = cols[xkey], cols[key]
-    seeds = cols.get("seed")
-    labels = np.unique(seeds[np.isfinite(seeds)]) if seeds is not None else np.array([np.nan])
-    out = []
-    for s in labels:
-        mask = np.isfinite(x) & np.isfinite(y) & ((seeds == s) if seeds is not None else True)
-        if mask.any():
-            out.append(("" if np.isnan(s) else f"seed {s:g}", x[mask], y[mask]))
-    return out
+    x = cols["step"] if "step" in cols and np.isfinite(cols["step"]).any() else cols["epoch"]
+    y, seeds = cols[key], cols.get("seed")
+    masks = [seeds == s for s in np.unique(seeds[np.isfinite(seeds)])] if seeds is not None else [True]
+    return [(x[m], y[m]) for m in (np.isfinite(x) & np.isfinite(y) & mask for mask in masks) if m.any()]
 
 
 def _x_label(runs: list[Run]) -> str:
@@ -53,6 +47,19 @@ def _ema(y: np.ndarray, beta: float = 0.9) -> np.ndarray:
     return out
 
 
+def _plot_run(ax, run: Run, key: str, linestyle: str) -> None:
+    """One run's curve(s) of ``key``; long training curves EMA-smoothed over the faint raw one."""
+    series = _series(run, key)
+    color = norm_color(run.is_dyt)
+    label = f"{run.norm_label} · {run.name}" + (f" ({len(series)} seeds)" if len(series) > 1 else "")
+    for i, (x, y) in enumerate(series):
+        if key == "train_loss" and len(y) > 50:
+            ax.plot(x, y, color=color, alpha=0.2, lw=0.8)
+            y = _ema(y)
+        ax.plot(x, y, color=color, ls=linestyle, lw=1.6, label=label if i == 0 else None,
+                marker="o" if len(y) <= 20 else None, ms=3)
+
+
 def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
     """Training / validation curves of one task and setting, LN-family and DyT on shared axes."""
     runs = [r for p in pairs for r in p.runs if r.curves is not None]
@@ -63,18 +70,12 @@ def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
     for ax, (title, keys) in zip(axes.flat, panels):
         units = set()
         for r in runs:
-            style = LINESTYLES[[q for q in runs if q.is_dyt == r.is_dyt].index(r) % len(LINESTYLES)]
             key = next((k for k in keys if _series(r, k)), None)
             if key is None:
                 continue
             units.add("fraction" if "accuracy" in key else loss_unit(r.domain, key))
-            for i, (seed, x, y) in enumerate(_series(r, key)):
-                label = f"{r.norm_label} · {r.name}" + (f" ({seed})" if seed else "") if i == 0 else None
-                color = norm_color(r.is_dyt)
-                if key == "train_loss" and len(y) > 50:
-                    ax.plot(x, y, color=color, alpha=0.2, lw=0.8)
-                    y = _ema(y)
-                ax.plot(x, y, color=color, ls=style, lw=1.6, label=label, marker="o" if len(y) <= 20 else None, ms=3)
+            same_norm = [q for q in runs if q.is_dyt == r.is_dyt]
+            _plot_run(ax, r, key, LINESTYLES[same_norm.index(r) % len(LINESTYLES)])
         ax.set_title(title + (" (EMA-smoothed, raw faint)" if title == "Training loss" else ""))
         ax.set_xlabel(_x_label(runs))
         ax.set_ylabel(f"{title.split()[-1]} ({' / '.join(sorted(units))})")
@@ -118,23 +119,27 @@ def throughput_bars(pairs: list[Pair], out_dir: Path) -> Path | None:
     keys = [k for k in THROUGHPUT_UNITS if any(r.number(k) is not None for p in pairs for r in p.runs)]
     if not keys:
         return None
-    fig, axes = grid(len(keys), max_cols=2, panel=(6.4, 4.0))
+    fig, axes = grid(len(keys), max_cols=2, panel=(5.0, 4.0))
     for ax, key in zip(axes.flat, keys):
         rows = [p for p in pairs if any(r.number(key) is not None for r in p.runs)]
         x = np.arange(len(rows))
-        for offset, side, color, label in ((-0.2, "baseline", BASELINE_COLOR, "LN / RMSNorm"), (0.2, "dyt", DYT_COLOR, "DyT")):
-            vals = [getattr(p, side).number(key) if getattr(p, side) else None for p in rows]
-            ax.bar(x + offset, [v or 0 for v in vals], width=0.4, color=color, label=label)
-        for i, p in enumerate(rows):
-            base, dyt = (p.baseline.number(key) if p.baseline else None), (p.dyt.number(key) if p.dyt else None)
+        values = {side: [getattr(p, side).number(key) if getattr(p, side) else None for p in rows]
+                  for side in ("baseline", "dyt")}
+        for offset, side, color, label in ((-0.17, "baseline", BASELINE_COLOR, "LN / RMSNorm"),
+                                           (0.17, "dyt", DYT_COLOR, "DyT")):
+            bars = ax.bar(x + offset, [v or 0 for v in values[side]], width=0.32, color=color, label=label)
+            ax.bar_label(bars, [f"{v:,.4g}" if v else "" for v in values[side]], label_type="center", fontsize=8,
+                         color="white")
+        for i, (base, dyt) in enumerate(zip(values["baseline"], values["dyt"])):
             if base and dyt:
                 ax.annotate(f"DyT/LN ×{dyt / base:.2f}", (i, max(base, dyt)), ha="center", va="bottom", fontsize=9,
-                            xytext=(0, 3), textcoords="offset points")
-        ax.set_xticks(x, [p.label for p in rows], rotation=15 if len(rows) > 2 else 0, ha="right" if len(rows) > 2 else "center",
-                      fontsize=8)
+                            xytext=(0, 4), textcoords="offset points")
+        tilt = len(rows) > 2
+        ax.set_xticks(x, [p.label for p in rows], rotation=20 if tilt else 0, ha="right" if tilt else "center", fontsize=8)
+        ax.set_xlim(-0.75, len(rows) - 0.25)
         ax.set_ylabel(f"training throughput ({THROUGHPUT_UNITS[key]})")
         ax.set_title(f"Throughput ({THROUGHPUT_UNITS[key]}), higher is better")
-        ax.margins(y=0.15)
+        ax.set_ylim(0, 1.25 * max(v or 0 for vs in values.values() for v in vs))
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper right")
     return save(fig, out_dir / "throughput.png")

@@ -43,10 +43,14 @@ class Run:
     def task(self) -> str:
         return str(self.config.get("task") or self.metrics.get("task") or "unknown")
 
+    def section(self, name: str) -> dict[str, Any]:
+        """A config section (``model``, ``data``, ...) or ``{}``."""
+        value = self.config.get(name)
+        return value if isinstance(value, dict) else {}
+
     @property
     def norm(self) -> str:
-        model = self.config.get("model") if isinstance(self.config.get("model"), dict) else {}
-        return str(model.get("norm") or self.metrics.get("norm") or "unknown").lower()
+        return str(self.section("model").get("norm") or self.metrics.get("norm") or "unknown").lower()
 
     @property
     def is_dyt(self) -> bool:
@@ -86,13 +90,11 @@ def _read_columns(path: Path) -> Columns:
     """A CSV file as float columns; blank or non-numeric cells become NaN."""
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
+    for i, r in enumerate(rows, start=2):
+        if None in r:  # csv.DictReader files surplus fields under the key None
+            raise ValueError(f"{path}: line {i} has more fields than the header")
     names = list(rows[0]) if rows else []
-    out: Columns = {}
-    for name in names:
-        if name is None:  # a row longer than the header
-            raise ValueError(f"{path}: a row has more fields than the header")
-        out[name] = np.array([_to_float(r.get(name)) for r in rows], dtype=np.float64)
-    return out
+    return {n: np.array([_to_float(r.get(n)) for r in rows], dtype=np.float64) for n in names}
 
 
 def _to_float(cell: str | None) -> float:
@@ -134,25 +136,18 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
 
     config = optional("config.yaml", lambda p: _read_mapping(p, yaml.safe_load), "task and norm from metrics.json") or {}
     metrics = optional("metrics.json", lambda p: _read_mapping(p, json.loads), "no final numbers") or {}
-    curves = optional("metrics.csv", _read_columns, "no curves")
-    alpha = optional("alpha.csv", _read_columns, "no alpha trajectory", _expects_alpha(config, metrics))
-    if curves is not None and "step" not in curves and "epoch" not in curves:
-        notes.append(f"`{name}`: metrics.csv has no step/epoch column; curves skipped")
-        curves = None
-    if alpha is not None and "step" not in alpha:
-        notes.append(f"`{name}`: alpha.csv has no step column; alpha plot skipped")
-        alpha = None
-    run = Run(path, name, config, metrics, curves, alpha, notes)
+    run = Run(path, name, config, metrics, optional("metrics.csv", _read_columns, "no curves"), None, notes)
     if run.norm == "unknown":
         notes.append(f"`{name}`: norm unknown (no model.norm in config.yaml, no norm in metrics.json)")
+    # DyT pretraining writes alpha.csv; evaluation and LN runs need not
+    run.alpha = optional("alpha.csv", _read_columns, "no alpha trajectory", run.is_dyt and "pretrain" in run.task)
+    if run.curves is not None and "step" not in run.curves and "epoch" not in run.curves:
+        notes.append(f"`{name}`: metrics.csv has no step/epoch column; curves skipped")
+        run.curves = None
+    if run.alpha is not None and "step" not in run.alpha:
+        notes.append(f"`{name}`: alpha.csv has no step column; alpha plot skipped")
+        run.alpha = None
     return run
-
-
-def _expects_alpha(config: dict, metrics: dict) -> bool:
-    """DyT pretraining runs write alpha.csv; evaluation runs (and LN runs) need not."""
-    model = config.get("model") if isinstance(config.get("model"), dict) else {}
-    norm = str(model.get("norm") or metrics.get("norm") or "").lower()
-    return norm == "dyt" and "pretrain" in str(config.get("task", ""))
 
 
 def unique_names(paths: list[Path]) -> list[str]:

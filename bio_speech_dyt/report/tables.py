@@ -59,27 +59,30 @@ def runs_table(runs: list[Run]) -> str:
 
 def metric_table(spec: MetricSpec, pairs: list[Pair]) -> tuple[str, list[dict]] | None:
     """LN-family and DyT values of one ``metrics.json`` key side by side; ``None`` if no run has it."""
+    present = [p for p in pairs if any(r.number(spec.key) is not None for r in p.runs)]
+    if not present:
+        return None
+    context = [k for k in spec.context if any(r.number(k) is not None for p in present for r in p.runs)]
     rows, json_rows = [], []
-    for p in pairs:
+    for p in present:
         base = p.baseline.number(spec.key) if p.baseline else None
         dyt = p.dyt.number(spec.key) if p.dyt else None
-        if base is None and dyt is None:
-            continue
         cmp = _compare(spec.ratio, base, dyt)
         unit = spec.unit_for(p.runs[0])
+        extra = {k: next((v for r in p.runs if (v := r.number(k)) is not None), None) for k in context}
         rows.append([p.task, p.setting or DASH, _runs_cell(p), unit, _fmt(spec.fmt, base), _fmt(spec.fmt, dyt),
-                     _compare_text(spec, cmp)])
+                     _compare_text(spec, cmp), *(_fmt(spec.fmt, v) for v in extra.values())])
         json_rows.append({
             "task": p.task, "setting": p.setting, "unit": unit,
             "baseline_run": p.baseline.name if p.baseline else None,
             "baseline_norm": p.baseline.norm if p.baseline else None,
             "dyt_run": p.dyt.name if p.dyt else None,
             "baseline": base, "dyt": dyt, ("dyt_over_baseline" if spec.ratio else "dyt_minus_baseline"): cmp,
+            **extra,
         })
-    if not rows:
-        return None
     cmp_header = "DyT / LN" if spec.ratio else "DyT − LN"
-    md = markdown_table(["Task", "Setting", "Runs (LN · DyT)", "Unit", BASELINE_HEADER, "DyT", cmp_header], rows)
+    headers = ["Task", "Setting", "Runs (LN · DyT)", "Unit", BASELINE_HEADER, "DyT", cmp_header, *(f"`{k}`" for k in context)]
+    md = markdown_table(headers, rows)
     return md, json_rows
 
 

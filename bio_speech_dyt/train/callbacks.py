@@ -1,16 +1,47 @@
-"""Callbacks that write the run directory: metrics.csv, alpha.csv and throughput."""
+"""The run-directory callback: metrics.csv, alpha.csv, throughput, RNG states in checkpoints
+and the step-indexed sampler's position on resume."""
 from __future__ import annotations
 
 import csv
 import io
+import random
 import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 
 from bio_speech_dyt.dyt import DyT
 from bio_speech_dyt.io import write_text
+from bio_speech_dyt.train.sampling import StepBatchSampler
+
+
+def rng_states() -> dict:
+    """Python, NumPy, torch (and CUDA) RNG states as weights_only-loadable data."""
+    np_state = np.random.get_state()
+    states = {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    random.setstate(_tuplify(states["python"]))
+    n = states["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _tuplify(x):
+    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 class _CsvTable:
@@ -52,6 +83,7 @@ class RunFiles(L.Callback):
         self.items = 0
         self.seconds = 0.0
         self._dyt: list[tuple[str, DyT]] = []
+        self._pending_rng: dict | None = None
 
     # -- lifecycle ----------------------------------------------------------------
     def on_train_start(self, trainer, pl_module):  # after a resumed checkpoint is restored
@@ -59,8 +91,15 @@ class RunFiles(L.Callback):
         step = trainer.global_step
         self.metrics.load(step)
         self.alphas.load(step)
+        sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
+        if isinstance(sampler, StepBatchSampler):  # continue the data order exactly where it stopped
+            sampler.set_distributed(trainer.world_size, trainer.global_rank)
+            sampler.start_step = step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self._pending_rng is not None:
+            set_rng_states(self._pending_rng)
+            self._pending_rng = None
         if self._t_last is None:
             self._t_last = time.perf_counter()
 
@@ -95,7 +134,12 @@ class RunFiles(L.Callback):
         self._t_last = None  # validation time is not training time
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint["rng_states"] = rng_states()
         self._flush(trainer)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+        # applied at the first batch: creating the DataLoader iterator draws from the torch RNG
+        self._pending_rng = checkpoint.get("rng_states")
 
     def on_train_end(self, trainer, pl_module):
         self._flush(trainer)

@@ -17,6 +17,7 @@ from bio_speech_dyt.io import write_json
 from bio_speech_dyt.train.callbacks import RunFiles
 from bio_speech_dyt.train.checkpoint_io import AtomicCheckpointIO
 from bio_speech_dyt.train.module import BaseModule
+from bio_speech_dyt.train.sampling import StepBatchSampler
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
@@ -73,13 +74,16 @@ def run_training(
     run_dir: Path,
     resume: bool = False,
     final_metrics: Callable[[L.Trainer], dict] | None = None,
+    callbacks: list[L.Callback] = (),
 ) -> dict:
     """Fit ``module``; write ``metrics.json`` and return it."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     files = RunFiles(run_dir, cfg.trainer.log_every_n_steps)
-    trainer = build_trainer(cfg, run_dir, [files])
+    # a StepBatchSampler shards the global batch over ranks itself
+    own_sharding = isinstance(getattr(train_loader, "batch_sampler", None), StepBatchSampler)
+    trainer = build_trainer(cfg, run_dir, [files, *callbacks], use_distributed_sampler=not own_sharding)
     ckpt_path = last_checkpoint(run_dir) if resume else None
     if resume and ckpt_path is None:
         print(f"--resume: no {CHECKPOINT_DIR}/{LAST} in {run_dir}; starting from scratch")
