@@ -32,6 +32,10 @@ def test_run_directory_and_resume(tmp_path):
     assert any(r.get("valid_loss") for r in rows)
     alphas = _rows(tmp_path / "alpha.csv")
     assert [int(r["step"]) for r in alphas] == [1, 2, 3, 4] and "1" in alphas[0]
+    from safetensors.torch import load_file
+
+    exported = load_file(tmp_path / "model.safetensors")
+    assert all(torch.equal(exported[k], v) for k, v in module.model.state_dict().items())
     ckpts = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert "last.ckpt" in ckpts and "step0000002.ckpt" in ckpts
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)

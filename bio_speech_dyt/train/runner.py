@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from bio_speech_dyt.config import JobConfig
-from bio_speech_dyt.io import write_json
+from bio_speech_dyt.io import atomic_path, write_json
 from bio_speech_dyt.train.callbacks import RunFiles
 from bio_speech_dyt.train.checkpoint_io import AtomicCheckpointIO
 from bio_speech_dyt.train.module import BaseModule
@@ -102,8 +102,18 @@ def run_training(
     if final_metrics is not None:
         metrics.update(final_metrics(trainer))
     if trainer.is_global_zero:
+        export_weights(module.model, run_dir / "model.safetensors")
         write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def export_weights(model: torch.nn.Module, path: Path) -> None:
+    """The trained weights as safetensors (no pickle; shared tensors such as tied heads are
+    stored once)."""
+    from safetensors.torch import save_model
+
+    with atomic_path(path) as tmp:
+        save_model(model, str(tmp))
 
 
 def load_module_weights(module: torch.nn.Module, ckpt_path: str | Path, prefix: str = "model.") -> dict:
