@@ -1,0 +1,43 @@
+"""Crash a training process with SIGKILL after its first periodic checkpoint, then resume."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+def train_rows(run_dir: Path) -> list[tuple[str, str]]:
+    """(step, train_loss) of every training row of metrics.csv."""
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [(r["step"], r["train_loss"]) for r in csv.DictReader(f) if r.get("train_loss")]
+
+
+def run(cmd: list[str], timeout: float = 600) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def kill_after_first_checkpoint(cmd: list[str], run_dir: Path, timeout: float = 600) -> int:
+    """Start ``cmd``; SIGKILL it as soon as a periodic ``step*.ckpt`` exists. Returns the
+    number of checkpoints present at the kill."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    ckpt_dir = run_dir / "checkpoints"
+    try:
+        while time.monotonic() < deadline:
+            found = list(ckpt_dir.glob("step*.ckpt")) if ckpt_dir.is_dir() else []
+            if found:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return len(found)
+            if proc.poll() is not None:
+                raise AssertionError(f"process ended (rc {proc.returncode}) before its first checkpoint")
+            time.sleep(0.05)
+        raise AssertionError("no checkpoint appeared in time")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
