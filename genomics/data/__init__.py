@@ -1,0 +1,1 @@
+"""Genomics data: reference genomes, GenomicBenchmarks tasks, pretraining datasets, baselines, synthetic default."""

@@ -1,0 +1,70 @@
+"""Prepared-data folders: staging, completion marker, and the checks loaders run.
+
+A prepare writes every file into a staging folder inside ``out`` (validating as it goes), then
+removes ``stats.json``, moves the finished files into ``out`` with ``os.replace`` and writes
+``stats.json`` last. ``stats.json`` is the completion marker: a prepare killed while publishing
+leaves a folder that loaders refuse (``NotPreparedError``) until a re-run completes it, and one
+that fails validation leaves the previous complete output untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from bio_speech_dyt.io import write_json
+
+STATS = "stats.json"
+_STAGING_PREFIX = ".staging-"
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and, where it applies, the record or line."""
+
+
+class NotPreparedError(FileNotFoundError):
+    """A prepared-data folder is missing, incomplete (interrupted prepare) or stale."""
+
+
+def begin_prepare(out: Path) -> None:
+    """Create ``out`` and clear staging folders left by a killed run."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob(_STAGING_PREFIX + "*"):
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staging(out: Path) -> Iterator[Path]:
+    """A temporary folder inside ``out`` (same file system, so ``publish`` is a rename)."""
+    tmp = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish(staged: Path, out: Path, names: list[str]) -> None:
+    """Mark ``out`` incomplete, then move the staged files ``names`` into it in order (each move atomic)."""
+    (out / STATS).unlink(missing_ok=True)
+    for name in names:
+        os.replace(staged / name, out / name)
+
+
+def finish_prepare(out: Path, stats: dict[str, Any]) -> None:
+    """Write ``stats.json`` — the completion marker — last."""
+    write_json(out / STATS, stats)
+
+
+def read_stats(directory: Path, what: str, command: str) -> dict[str, Any]:
+    """``stats.json`` of a prepared folder, or :class:`NotPreparedError` saying how to make it."""
+    path = Path(directory) / STATS
+    if not path.is_file():
+        raise NotPreparedError(
+            f"{directory}: not a prepared {what} (no {STATS}; missing, or its prepare was interrupted): "
+            f"run `{command}`"
+        )
+    return json.loads(path.read_text())
