@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from bio_speech_dyt.dyt import DyT
 from bio_speech_dyt.norms import AlphaInit, resolve_alpha
 
-__all__ = ["convert_norms", "ConversionReport", "SwapRecord", "FusedAddNormError", "MambaStyleDyT"]
+__all__ = ["convert_norms", "classify_norm", "ConversionReport", "SwapRecord", "FusedAddNormError", "MambaStyleDyT"]
 
 KINDS = ("layernorm", "rmsnorm", "groupnorm", "batchnorm")
 
@@ -121,7 +121,7 @@ def _is_mamba_style(module: nn.Module) -> bool:
     return "residual" in params and "prenorm" in params
 
 
-def _classify(module: nn.Module) -> tuple[str | None, str]:
+def classify_norm(module: nn.Module) -> tuple[str | None, str]:
     """Return ``(kind, flavour)``; flavour is torch | fairseq2 | mamba."""
     if isinstance(module, DyT):
         return None, ""
@@ -228,7 +228,7 @@ def convert_norms(
 
     targets: list[tuple[str, nn.Module, str, str]] = []
     for path, module in model.named_modules():
-        kind, flavour = _classify(module)
+        kind, flavour = classify_norm(module)
         if kind is None:
             continue
         if kind not in kinds or _excluded(path, exclude):

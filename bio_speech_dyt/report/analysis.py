@@ -1,8 +1,8 @@
 """The paper's analysis of norm layers, for any model.
 
 LayerNorm / RMSNorm layers: record input/output pairs on one batch (forward hooks), plot
-output vs input (the S-shaped, tanh-like curves of the paper's Figure 2; output taken
-before the affine transform, as there) and overlay the least-squares ``scale * tanh(alpha x)``.
+output vs input (the paper's S-shaped, tanh-like curves; output taken before the affine
+transform, as there) and overlay the least-squares ``scale * tanh(alpha x)``.
 DyT layers: plot the learned ``weight * tanh(alpha x) + bias`` and the distribution of
 ``alpha x`` on the batch with the saturated share (``|alpha x| > 2``).
 """
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bio_speech_dyt.convert import _classify as classify_norm
+from bio_speech_dyt.convert import classify_norm
 from bio_speech_dyt.dyt import DyT
 from bio_speech_dyt.report.fit import fit_tanh
-from bio_speech_dyt.report.style import BASELINE_COLOR, DYT_COLOR, grid, save, slug
+from bio_speech_dyt.report.style import DYT_COLOR, grid, save, slug
 
 SATURATION = 2.0  # |alpha x| beyond which tanh is within 4% of ±1
 MAX_TOKENS = 4096  # tokens kept per layer (a seeded random subset)
@@ -121,7 +121,7 @@ def _fit_layer(rec: LayerRecord, rng: np.random.Generator) -> dict[str, Any]:
     idx = rng.choice(x.size, FIT_POINTS, replace=False) if x.size > FIT_POINTS else slice(None)
     fit = fit_tanh(x[idx], y[idx])
     return {"path": rec.path, "kind": rec.kind, "alpha": fit.alpha, "scale": fit.scale, "r2": fit.r2,
-            "alpha_at_bound": fit.at_bound, "points": int(x.size), "input_std": float(x.std())}
+            "regime": fit.regime, "points": int(x.size), "input_std": float(x.std())}
 
 
 def plot_norm_io(records: list[LayerRecord], fits: list[dict], title: str, path: Path) -> Path:

@@ -76,29 +76,33 @@ def _run_sections(doc: _Doc, runs: list[Run]) -> None:
     doc.add("### Paper reference numbers\n", PAPER_NOTE + "\n", paper_md)
     doc.data["paper_reference"] = refs
 
-    doc.add("## Loss curves\n")
-    for label, group in _groups(pairs).items():
-        if any(r.curves is not None for p in group for r in p.runs):  # runs without metrics.csv are noted already
-            doc.image(loss_curves(group, doc.out), f"curves {label}", f"{label}: metrics.csv has no loss/accuracy column")
-    dyt_runs = [r for r in runs if r.is_dyt]
-    if dyt_runs:
-        doc.add("## DyT alpha over training\n")
-        for r in dyt_runs:
-            if r.alpha is not None:
-                doc.image(alpha_trajectories(r, doc.out), f"alpha {r.name}", f"`{r.name}`: alpha.csv has no layer columns")
-    doc.add("## Throughput\n")
-    doc.image(throughput_bars(pairs, doc.out), "throughput", "no run reports tokens_per_s or samples_per_s")
+    curves = [(loss_curves(group, doc.out), f"curves {label}", f"{label}: metrics.csv has no loss/accuracy column")
+              for label, group in _groups(pairs).items()
+              if any(r.curves is not None for p in group for r in p.runs)]  # runs without metrics.csv: noted already
+    _figures(doc, "Loss curves", curves)
+    alphas = [(alpha_trajectories(r, doc.out), f"alpha {r.name}", f"`{r.name}`: alpha.csv has no layer columns")
+              for r in runs if r.is_dyt and r.alpha is not None]
+    _figures(doc, "DyT alpha over training", alphas)
+    _figures(doc, "Throughput", [(throughput_bars(pairs, doc.out), "throughput",
+                                  "throughput: no run reports tokens_per_s or samples_per_s")])
+
+
+def _figures(doc: _Doc, heading: str, figures: list[tuple[Path | None, str, str]]) -> None:
+    """A section of ``(png or None, caption, note if None)``; no heading when nothing was drawn."""
+    if any(path is not None for path, _, _ in figures):
+        doc.add(f"## {heading}\n")
+    for path, caption, missing in figures:
+        doc.image(path, caption, missing)
 
 
 def _analysis_sections(doc: _Doc, checkpoints: list[Path]) -> None:
-    doc.add("## Norm layer analysis (Zhu et al., Figure 2 style)\n")
+    doc.add("## Norm layer analysis (output vs input, as in Zhu et al.)\n")
     for ckpt in checkpoints:
         result = analyze_checkpoint(ckpt, doc.out)
         doc.data["analysis"].append(result)
         doc.add(f"### {result['title']}\n", f"Checkpoint: `{ckpt}`\n")
         for name in result["plots"]:
-            doc.add(f"![{name}]({name})\n")
-        doc.data["plots"].extend(result["plots"])
+            doc.image(doc.out / name, name, "")
         doc.add(analysis_tables(result))
         for n in result["notes"]:
             doc.note(f"{ckpt}: {n}")
@@ -130,4 +134,5 @@ def make_report(runs: Sequence[str | Path], out: str | Path, analyze: Sequence[s
         doc.add("## Notes (skipped)\n", "\n".join(f"- {n}" for n in notes) + "\n")
     write_text(out / "report.md", "\n".join(doc.md))
     write_json(out / "report.json", doc.data)
+    print(f"report: {out / 'report.md'} ({len(doc.data['plots'])} plots, {len(notes)} notes)")
     return doc.data

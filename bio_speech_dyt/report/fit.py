@@ -18,7 +18,7 @@ class TanhFit:
     alpha: float
     scale: float
     r2: float  # coefficient of determination of the fit
-    at_bound: bool  # alpha hit the search range: the points look linear (or a step)
+    regime: str  # "tanh"; "linear" / "step" when alpha hit the low / high end of the search range
 
 
 def _profile_sse(log_alpha: float, x: np.ndarray, y: np.ndarray, yy: float) -> tuple[float, float]:
@@ -62,4 +62,5 @@ def fit_tanh(x: np.ndarray, y: np.ndarray, grid_points: int = 121, decades: floa
     err, scale = _profile_sse(log_alpha, x, y, yy)
     total = float(((y - y.mean()) ** 2).sum())
     r2 = 1.0 - err / total if total > 0 else float("nan")
-    return TanhFit(math.exp(log_alpha), scale, r2, best in (0, grid_points - 1))
+    regime = {0: "linear", grid_points - 1: "step"}.get(best, "tanh")
+    return TanhFit(math.exp(log_alpha), scale, r2, regime)

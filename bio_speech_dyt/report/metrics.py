@@ -10,13 +10,13 @@ from bio_speech_dyt.report.runs import Run, as_number
 THROUGHPUT_UNITS = {"tokens_per_s": "tokens/s", "samples_per_s": "samples/s"}
 
 
-def loss_unit(domain: str, key: str) -> str:
-    """Unit of a loss column: bits for ``*_bits`` and speech validation, nats/token for DNA,
-    else the raw loss."""
-    if key.endswith("_bits") or (domain == "speech" and key.startswith("valid_")):
+def loss_unit(run: Run, key: str) -> str:
+    """Unit of a loss of ``run``: bits for ``*_bits`` and speech validation; nats per sequence
+    for GenomicBenchmarks classification, nats/token for DNA pretraining; else the raw loss."""
+    if key.endswith("_bits") or (run.domain == "speech" and key.startswith("valid_")):
         return "bits"
-    if domain == "dna":
-        return "nats/token"
+    if run.domain == "dna":
+        return "nats/sequence" if run.task.endswith("_gb") or run.task == "gb_eval" else "nats/token"
     return "raw loss"
 
 
@@ -28,11 +28,11 @@ class MetricSpec:
     title: str
     fmt: str = "{:.4f}"
     ratio: bool = False  # compare DyT/LN instead of DyT−LN
-    unit: str | None = None  # None: a loss, unit from the run's domain (loss_unit)
+    unit: str | None = None  # None: a loss, unit from the run (loss_unit)
     context: tuple[str, ...] = ()  # keys shown beside it, the same for both norms (e.g. data baselines)
 
     def unit_for(self, run: Run) -> str:
-        return self.unit if self.unit is not None else loss_unit(run.domain, self.key)
+        return self.unit if self.unit is not None else loss_unit(run, self.key)
 
 
 METRICS: tuple[MetricSpec, ...] = (
@@ -96,20 +96,15 @@ def _entry(name: str, data: dict) -> GBEntry | None:
 
 
 def gb_entries(run: Run) -> list[GBEntry]:
-    """The run's GenomicBenchmarks results: a flat ``metrics.json`` (one dataset, named by its
-    ``dataset`` key or the last part of ``data.path``), or per-dataset mappings holding
-    ``test_accuracy`` at the top level or under ``datasets``/``tasks``."""
+    """The run's GenomicBenchmarks results: one entry per dataset under ``tasks`` (or
+    ``datasets``), else the flat top level as one dataset (named by its ``task``/``dataset``
+    key or the last part of ``data.path``)."""
     m = run.metrics
-    if "test_accuracy" in m:
-        name = m.get("dataset") or str(run.section("data").get("path") or "").rstrip("/").rsplit("/", 1)[-1] or "dataset"
-        entry = _entry(str(name), m)
-        return [entry] if entry else []
-    candidates: dict[str, Any] = dict(m)
-    for group in ("datasets", "tasks"):
+    for group in ("tasks", "datasets"):
         if isinstance(m.get(group), dict):
-            candidates.update(m[group])
-    entries = []
-    for name, value in candidates.items():
-        if isinstance(value, dict) and (entry := _entry(str(name), value)):
-            entries.append(entry)
-    return entries
+            entries = [_entry(str(name), v) for name, v in m[group].items() if isinstance(v, dict)]
+            if any(entries):
+                return [e for e in entries if e is not None]
+    data_name = str(run.section("data").get("path") or "").rstrip("/").rsplit("/", 1)[-1]
+    entry = _entry(str(m.get("task") or m.get("dataset") or data_name or "dataset"), m)
+    return [entry] if entry else []

@@ -15,7 +15,7 @@ from bio_speech_dyt.report.style import BASELINE_COLOR, DYT_COLOR, LINESTYLES, g
 
 # panel title -> metrics.csv columns, first present wins (speech logs bits where it can)
 CURVE_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Training loss", ("train_loss",)),
+    ("Training loss", ("train_loss_bits", "train_loss")),
     ("Validation loss", ("valid_loss_bits", "valid_loss")),
     ("Validation accuracy", ("valid_accuracy", "valid_contrastive_accuracy")),
 )
@@ -47,17 +47,20 @@ def _ema(y: np.ndarray, beta: float = 0.9) -> np.ndarray:
     return out
 
 
-def _plot_run(ax, run: Run, key: str, linestyle: str) -> None:
-    """One run's curve(s) of ``key``; long training curves EMA-smoothed over the faint raw one."""
+def _plot_run(ax, run: Run, key: str, linestyle: str) -> bool:
+    """One run's curve(s) of ``key``; long training curves EMA-smoothed over the faint raw one
+    (returns whether it smoothed)."""
     series = _series(run, key)
     color = norm_color(run.is_dyt)
     label = f"{run.norm_label} · {run.name}" + (f" ({len(series)} seeds)" if len(series) > 1 else "")
+    smooth = key.startswith("train_") and any(len(y) > 50 for _, y in series)
     for i, (x, y) in enumerate(series):
-        if key == "train_loss" and len(y) > 50:
+        if smooth:
             ax.plot(x, y, color=color, alpha=0.2, lw=0.8)
             y = _ema(y)
         ax.plot(x, y, color=color, ls=linestyle, lw=1.6, label=label if i == 0 else None,
                 marker="o" if len(y) <= 20 else None, ms=3)
+    return smooth
 
 
 def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
@@ -68,15 +71,15 @@ def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
         return None
     fig, axes = grid(len(panels), max_cols=3)
     for ax, (title, keys) in zip(axes.flat, panels):
-        units = set()
+        units, smoothed = set(), False
         for r in runs:
             key = next((k for k in keys if _series(r, k)), None)
             if key is None:
                 continue
-            units.add("fraction" if "accuracy" in key else loss_unit(r.domain, key))
+            units.add("fraction" if "accuracy" in key else loss_unit(r, key))
             same_norm = [q for q in runs if q.is_dyt == r.is_dyt]
-            _plot_run(ax, r, key, LINESTYLES[same_norm.index(r) % len(LINESTYLES)])
-        ax.set_title(title + (" (EMA-smoothed, raw faint)" if title == "Training loss" else ""))
+            smoothed |= _plot_run(ax, r, key, LINESTYLES[same_norm.index(r) % len(LINESTYLES)])
+        ax.set_title(title + (" (EMA-smoothed, raw faint)" if smoothed else ""))
         ax.set_xlabel(_x_label(runs))
         ax.set_ylabel(f"{title.split()[-1]} ({' / '.join(sorted(units))})")
         ax.grid(alpha=0.3)

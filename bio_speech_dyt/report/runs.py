@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-BASELINE_NORMS = ("layernorm", "rmsnorm")
 NORM_LABELS = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm", "dyt": "DyT"}
 # config keys that legitimately differ between an LN run and its DyT twin
 _NORM_KEY = re.compile(r"(^|\.)(norm|alpha\w*|dyt\w*)$")
@@ -41,7 +40,12 @@ class Run:
 
     @property
     def task(self) -> str:
-        return str(self.config.get("task") or self.metrics.get("task") or "unknown")
+        """``config.yaml: task``; evaluation runs without a config are named by their metrics."""
+        if self.config.get("task"):
+            return str(self.config["task"])
+        if "contrastive_bits" in self.metrics:
+            return "wav2vec2_eval"
+        return "gb_eval" if "test_accuracy" in self.metrics else "unknown"
 
     def section(self, name: str) -> dict[str, Any]:
         """A config section (``model``, ``data``, ...) or ``{}``."""
@@ -104,6 +108,18 @@ def _to_float(cell: str | None) -> float:
         return math.nan
 
 
+def _curves_from_json(metrics: dict) -> Columns | None:
+    """The per-epoch validation curve GenomicBenchmarks evaluation keeps in metrics.json
+    (``valid_curve: {seed: [{epoch, step, valid_loss, valid_accuracy}, ...]}``) as columns."""
+    curve = metrics.get("valid_curve")
+    if not isinstance(curve, dict):
+        return None
+    rows = [{**row, "seed": seed} for seed, seed_rows in curve.items() if isinstance(seed_rows, list)
+            for row in seed_rows if isinstance(row, dict)]
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    return {n: np.array([_to_float(str(r.get(n, ""))) for r in rows], dtype=np.float64) for n in names} if rows else None
+
+
 def _read_mapping(path: Path, loader) -> dict:
     try:
         data = loader(path.read_text())
@@ -136,7 +152,12 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
 
     config = optional("config.yaml", lambda p: _read_mapping(p, yaml.safe_load), "task and norm from metrics.json") or {}
     metrics = optional("metrics.json", lambda p: _read_mapping(p, json.loads), "no final numbers") or {}
-    run = Run(path, name, config, metrics, optional("metrics.csv", _read_columns, "no curves"), None, notes)
+    curves = optional("metrics.csv", _read_columns, "", expected=False)
+    if curves is None:
+        curves = _curves_from_json(metrics)
+    if curves is None:
+        notes.append(f"`{name}`: no metrics.csv and no valid_curve in metrics.json (no curves)")
+    run = Run(path, name, config, metrics, curves, None, notes)
     if run.norm == "unknown":
         notes.append(f"`{name}`: norm unknown (no model.norm in config.yaml, no norm in metrics.json)")
     # DyT pretraining writes alpha.csv; evaluation and LN runs need not
@@ -151,15 +172,17 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
 
 
 def unique_names(paths: list[Path]) -> list[str]:
-    """The shortest trailing path of each run that tells it apart from the others."""
+    """Each run's shortest trailing path that no other run shares (``eval`` → ``w2v_ln/eval``)."""
     parts = [Path(p).resolve().parts for p in paths]
-    depth = 1
-    while depth < max((len(p) for p in parts), default=1):
-        names = ["/".join(p[-depth:]) for p in parts]
-        if len(set(names)) == len(names):
-            return names
-        depth += 1
-    return ["/".join(p[-depth:]) for p in parts]
+
+    def name(i: int) -> str:
+        for depth in range(1, len(parts[i]) + 1):
+            tail = parts[i][-depth:]
+            if all(q[-depth:] != tail for j, q in enumerate(parts) if j != i):
+                break
+        return "/".join(tail)
+
+    return [name(i) for i in range(len(parts))]
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:

@@ -24,7 +24,7 @@ def norm_color(is_dyt: bool) -> str:
 
 def grid(n_panels: int, max_cols: int = 4, panel: tuple[float, float] = (4.6, 3.4),
          rows_per_panel: int = 1) -> tuple[Figure, np.ndarray]:
-    """A figure with ``n_panels`` columns-first panels (``rows_per_panel`` axes stacked in each),
+    """A figure with ``n_panels`` panels in row-major order (``rows_per_panel`` axes stacked in each),
     returned as an axes array of shape ``(rows * rows_per_panel, cols)``; unused axes hidden."""
     cols = max(1, min(max_cols, n_panels))
     rows = -(-max(1, n_panels) // cols)

@@ -46,15 +46,22 @@ def _runs_cell(pair: Pair) -> str:
     return f"{base} · {dyt}"
 
 
+def _pair_json(pair: Pair) -> dict[str, Any]:
+    return {"task": pair.task, "setting": pair.setting,
+            "baseline_run": pair.baseline.name if pair.baseline else None,
+            "baseline_norm": pair.baseline.norm if pair.baseline else None,
+            "dyt_run": pair.dyt.name if pair.dyt else None}
+
+
 def runs_table(runs: list[Run]) -> str:
-    """Every run: task, norm, setting, steps, parameters and which curve files it has."""
+    """Every run: task, norm, setting, steps, parameters and what of it is plotted."""
     rows = []
     for r in runs:
-        files = [f for f, ok in (("metrics.csv", r.curves is not None), ("alpha.csv", r.alpha is not None)) if ok]
+        has = [what for what, ok in (("curves", r.curves is not None), ("alpha", r.alpha is not None)) if ok]
         steps, params = r.number("steps"), r.number("num_parameters")
         rows.append([f"`{r.name}`", r.task, r.norm_label, r.setting or DASH,
-                     _fmt("{:.0f}", steps), _fmt("{:,.0f}", params), ", ".join(files) or DASH])
-    return markdown_table(["Run", "Task", "Norm", "Setting", "Steps", "Parameters", "Curves"], rows)
+                     _fmt("{:.0f}", steps), _fmt("{:,.0f}", params), ", ".join(has) or DASH])
+    return markdown_table(["Run", "Task", "Norm", "Setting", "Steps", "Parameters", "Plotted"], rows)
 
 
 def metric_table(spec: MetricSpec, pairs: list[Pair]) -> tuple[str, list[dict]] | None:
@@ -72,14 +79,8 @@ def metric_table(spec: MetricSpec, pairs: list[Pair]) -> tuple[str, list[dict]] 
         extra = {k: next((v for r in p.runs if (v := r.number(k)) is not None), None) for k in context}
         rows.append([p.task, p.setting or DASH, _runs_cell(p), unit, _fmt(spec.fmt, base), _fmt(spec.fmt, dyt),
                      _compare_text(spec, cmp), *(_fmt(spec.fmt, v) for v in extra.values())])
-        json_rows.append({
-            "task": p.task, "setting": p.setting, "unit": unit,
-            "baseline_run": p.baseline.name if p.baseline else None,
-            "baseline_norm": p.baseline.norm if p.baseline else None,
-            "dyt_run": p.dyt.name if p.dyt else None,
-            "baseline": base, "dyt": dyt, ("dyt_over_baseline" if spec.ratio else "dyt_minus_baseline"): cmp,
-            **extra,
-        })
+        json_rows.append({**_pair_json(p), "unit": unit, "baseline": base, "dyt": dyt,
+                          ("dyt_over_baseline" if spec.ratio else "dyt_minus_baseline"): cmp, **extra})
     cmp_header = "DyT / LN" if spec.ratio else "DyT − LN"
     headers = ["Task", "Setting", "Runs (LN · DyT)", "Unit", BASELINE_HEADER, "DyT", cmp_header, *(f"`{k}`" for k in context)]
     md = markdown_table(headers, rows)
@@ -115,19 +116,15 @@ def gb_table(pairs: list[Pair]) -> tuple[str, list[dict]] | None:
             diff = 100 * (d.accuracy - b.accuracy) if b and d else None
             rows.append([p.task, p.setting or DASH, name, _runs_cell(p), _pct(b), _pct(d),
                          DASH if diff is None else f"{diff:+.2f}", _seeds(b), _seeds(d)])
-            json_rows.append({"task": p.task, "setting": p.setting, "dataset": name,
-                              "baseline_run": p.baseline.name if p.baseline else None,
-                              "dyt_run": p.dyt.name if p.dyt else None,
-                              "baseline": b.as_dict() if b else None, "dyt": d.as_dict() if d else None,
-                              "dyt_minus_baseline_pp": diff})
+            json_rows.append({**_pair_json(p), "dataset": name, "baseline": b.as_dict() if b else None,
+                              "dyt": d.as_dict() if d else None, "dyt_minus_baseline_pp": diff})
         common = sorted(set(base) & set(dyt))
         if len(common) >= 2:
             mean_b, mean_d = 100 * _mean(base, common), 100 * _mean(dyt, common)
             rows.append([p.task, p.setting or DASH, f"**mean of {len(common)}**", _runs_cell(p), f"**{mean_b:.2f}**",
                          f"**{mean_d:.2f}**", f"**{mean_d - mean_b:+.2f}**", DASH, DASH])
-            json_rows.append({"task": p.task, "setting": p.setting, "dataset": "mean", "datasets": common,
-                              "baseline_mean_pct": mean_b, "dyt_mean_pct": mean_d,
-                              "dyt_minus_baseline_pp": mean_d - mean_b})
+            json_rows.append({**_pair_json(p), "dataset": "mean", "datasets": common, "baseline_mean_pct": mean_b,
+                              "dyt_mean_pct": mean_d, "dyt_minus_baseline_pp": mean_d - mean_b})
     if not rows:
         return None
     headers = ["Task", "Setting", "Dataset", "Runs (LN · DyT)", f"{BASELINE_HEADER} (%)", "DyT (%)", "DyT − LN (pp)",
@@ -151,7 +148,7 @@ def analysis_tables(result: dict[str, Any]) -> str:
     """Fitted tanh per LN-family layer and learned alpha per DyT layer of one analysed model."""
     parts = []
     if result.get("norm_layers"):
-        rows = [[f"`{r['path']}`", r["kind"], f"{r['alpha']:.4g}" + (" (at search bound)" if r["alpha_at_bound"] else ""),
+        rows = [[f"`{r['path']}`", r["kind"], f"{r['alpha']:.4g}" + (f" ({r['regime']}: search bound)" if r["regime"] != "tanh" else ""),
                  f"{r['scale']:.3f}", f"{r['r2']:.3f}", f"{r['input_std']:.3g}", f"{r['points']:,}"]
                 for r in result["norm_layers"]]
         parts.append("Best-fitting `scale · tanh(α x)` to each norm's output (before affine) vs input:\n\n" + markdown_table(
