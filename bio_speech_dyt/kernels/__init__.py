@@ -6,7 +6,7 @@ Backends:
   only under ``TRITON_INTERPRET=1``, for testing);
 - ``torch``: chunked, allocation-lean torch ops (:mod:`.chunked`), the fast CPU path;
 - ``reference``: the plain autograd definition (:func:`bio_speech_dyt.dyt.dyt_reference`);
-- ``auto``: ``triton`` on CUDA tensors, ``torch`` elsewhere.
+- ``auto``: ``triton`` on CUDA tensors of fp32 / bf16 / fp16, ``torch`` elsewhere (float64 included).
 
 ``triton`` and ``torch`` run as the custom op ``bsd::dyt_forward`` (:mod:`.op`). The env var
 ``BSD_DYT_BACKEND`` forces a backend for every call that asks for ``auto``. Whatever the backend,
@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
+import torch
 from torch import Tensor
 
 from bio_speech_dyt.kernels.op import dyt_backward, dyt_forward
@@ -28,6 +29,7 @@ __all__ = ["dyt", "resolve_backend", "BACKENDS", "ENV_BACKEND", "dyt_forward", "
 BACKENDS = ("auto", "triton", "torch", "reference")
 ENV_BACKEND = "BSD_DYT_BACKEND"
 _HAS_TRITON = importlib.util.find_spec("triton") is not None
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def resolve_backend(backend: str, x: Tensor) -> str:
@@ -39,7 +41,7 @@ def resolve_backend(backend: str, x: Tensor) -> str:
     elif backend not in BACKENDS:
         raise ValueError(f"unknown DyT backend {backend!r}; choose one of {BACKENDS}")
     if backend == "auto":
-        return "triton" if x.is_cuda and _HAS_TRITON else "torch"
+        return "triton" if x.is_cuda and _HAS_TRITON and x.dtype in _TRITON_DTYPES else "torch"
     return backend
 
 

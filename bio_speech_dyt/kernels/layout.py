@@ -28,7 +28,3 @@ def layout_of(x: Tensor, channels_last: bool) -> Layout:
     batch = x.shape[0]
     return Layout(batch, channels, x.numel() // max(batch * channels, 1))
 
-
-def channel_dim(x: Tensor, channels_last: bool) -> int:
-    """Index of the channel dimension of ``x``."""
-    return x.dim() - 1 if channels_last else 1

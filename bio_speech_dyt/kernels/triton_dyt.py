@@ -35,11 +35,12 @@ from bio_speech_dyt.kernels.layout import layout_of
 
 INTERPRETED: bool = bool(triton.knobs.runtime.interpret)
 
-_TWO_LOG2E = 2.8853900817779268  # 2 / ln 2: exp(2|z|) = exp2(2|z| log2 e)
+_TWO_LOG2E = tl.constexpr(2.8853900817779268)  # 2 / ln 2: exp(2|z|) = exp2(2|z| log2 e); jit globals must be constexpr
 
 # Tile sizes (elements per program) and warps; the backward holds three fp32 accumulator tiles.
-_FWD_TILE, _FWD_WARPS = 4096, 4
-_BWD_TILE, _BWD_WARPS = 4096, 8
+# Checked with ptxas for sm_90a (no spills): forward ~64 registers, backward ~100 (8 elements per thread).
+_FWD_TILE, _FWD_WARPS = 4096, 8
+_BWD_TILE, _BWD_WARPS = 2048, 8
 _MAX_BLOCK_K = 1024
 _PROGRAMS_PER_SM = 4  # backward grid: about this many reduction programs per SM
 _INTERPRETER_PROGRAMS = 8
@@ -78,21 +79,29 @@ def _channel_param(ptr, rows, cols, R, K, CHANNEL_IS_COL: tl.constexpr):
 
 
 @triton.jit
+def _tile(b, rb, kb, R, K, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Tile (rb, kb) of matrix b of the ``(B, R, K)`` view: row and column indices, the int64 offset
+    of its first row, int32 in-tile offsets and the bounds mask."""
+    rows = rb * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = kb * BLOCK_K + tl.arange(0, BLOCK_K)
+    start = (b * R + rb * BLOCK_R).to(tl.int64) * K
+    offs = tl.arange(0, BLOCK_R)[:, None] * K + cols[None, :]
+    mask = (rows < R)[:, None] & (cols < K)[None, :]
+    return rows, cols, start, offs, mask
+
+
+@triton.jit
 def _dyt_fwd_kernel(
     x_ptr, y_ptr, alpha_ptr, w_ptr, b_ptr,
     R, K, n_rblocks, n_kblocks,
     HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, CHANNEL_IS_COL: tl.constexpr,
     BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
+    """One tile per program: ``y = w * tanh(alpha * x) + b``."""
     pid = tl.program_id(0)
-    kb = pid % n_kblocks
-    rb = (pid // n_kblocks) % n_rblocks
-    b = pid // (n_kblocks * n_rblocks)
-    rows = rb * BLOCK_R + tl.arange(0, BLOCK_R)
-    cols = kb * BLOCK_K + tl.arange(0, BLOCK_K)
-    start = (b.to(tl.int64) * R + rb * BLOCK_R) * K
-    offs = tl.arange(0, BLOCK_R)[:, None] * K + cols[None, :]
-    mask = (rows < R)[:, None] & (cols < K)[None, :]
+    rows, cols, start, offs, mask = _tile(
+        pid // (n_kblocks * n_rblocks), (pid // n_kblocks) % n_rblocks, pid % n_kblocks, R, K, BLOCK_R, BLOCK_K
+    )
     x = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(tl.float32)
     y, _ = _tanh_sech2(tl.load(alpha_ptr).to(tl.float32) * x)
     if HAS_WEIGHT:
@@ -103,6 +112,17 @@ def _dyt_fwd_kernel(
 
 
 @triton.jit
+def _bwd_tile(j, cblock, R, K, n_tiles, n_kblocks, CHANNEL_IS_COL: tl.constexpr, BLOCK_R: tl.constexpr,
+              BLOCK_K: tl.constexpr):
+    """Start, in-tile offsets and mask of reduction tile ``j`` (< n_tiles) of channel block ``cblock``."""
+    if CHANNEL_IS_COL:  # channel block = column block; tiles walk the rows
+        _, _, start, offs, mask = _tile(0, j, cblock, R, K, BLOCK_R, BLOCK_K)
+    else:  # channel block = row block of every matrix; tiles walk (matrix, column block)
+        _, _, start, offs, mask = _tile(j // n_kblocks, cblock, j % n_kblocks, R, K, BLOCK_R, BLOCK_K)
+    return start, offs, mask & (j < n_tiles)
+
+
+@triton.jit
 def _dyt_bwd_kernel(
     dy_ptr, x_ptr, dx_ptr, alpha_ptr, w_ptr, part_ptr,
     R, K, C, n_tiles, tiles_per_group, n_kblocks,
@@ -110,46 +130,45 @@ def _dyt_bwd_kernel(
     BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Program (g, c): channel block c, tiles g, g + G, ... (< n_tiles); writes dx and row g of
-    the fp32 partials ``part = [3, G, C]`` (per-channel sums for dalpha, dweight, dbias)."""
+    the fp32 partials ``part = [3, G, C]`` (per-channel sums for dalpha, dweight, dbias). The
+    next tile's x and dy are loaded before the current one is computed (twice the bytes in flight)."""
     g = tl.program_id(0)
     n_groups = tl.num_programs(0)
     cblock = tl.program_id(1)
+    ch_rows = cblock * BLOCK_R + tl.arange(0, BLOCK_R)  # the channels, if they are rows
+    ch_cols = cblock * BLOCK_K + tl.arange(0, BLOCK_K)  # the channels, if they are columns
     alpha = tl.load(alpha_ptr).to(tl.float32)
+    if HAS_WEIGHT:
+        w = _channel_param(w_ptr, ch_rows, ch_cols, R, K, CHANNEL_IS_COL)
     acc_da = tl.zeros((BLOCK_R, BLOCK_K), dtype=tl.float32)
     acc_dw = tl.zeros((BLOCK_R, BLOCK_K), dtype=tl.float32)
     acc_db = tl.zeros((BLOCK_R, BLOCK_K), dtype=tl.float32)
+    start, offs, mask = _bwd_tile(g, cblock, R, K, n_tiles, n_kblocks, CHANNEL_IS_COL, BLOCK_R, BLOCK_K)
+    x_next = tl.load(x_ptr + start + offs, mask=mask, other=0.0)
+    dy_next = tl.load(dy_ptr + start + offs, mask=mask, other=0.0)
     for i in range(0, tiles_per_group):
         j = g + i * n_groups
-        if CHANNEL_IS_COL:
-            b = 0
-            rb = j
-            kb = cblock
-        else:
-            b = j // n_kblocks
-            rb = cblock
-            kb = j % n_kblocks
-        rows = rb * BLOCK_R + tl.arange(0, BLOCK_R)
-        cols = kb * BLOCK_K + tl.arange(0, BLOCK_K)
-        start = (b * R + rb * BLOCK_R).to(tl.int64) * K
-        offs = tl.arange(0, BLOCK_R)[:, None] * K + cols[None, :]
-        mask = ((rows < R) & (j < n_tiles))[:, None] & (cols < K)[None, :]
-        x = tl.load(x_ptr + start + offs, mask=mask, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptr + start + offs, mask=mask, other=0.0).to(tl.float32)
+        x = x_next.to(tl.float32)
+        dy = dy_next.to(tl.float32)
+        start, offs, mask = _bwd_tile(j + n_groups, cblock, R, K, n_tiles, n_kblocks, CHANNEL_IS_COL, BLOCK_R, BLOCK_K)
+        x_next = tl.load(x_ptr + start + offs, mask=mask, other=0.0)
+        dy_next = tl.load(dy_ptr + start + offs, mask=mask, other=0.0)
         t, sech2 = _tanh_sech2(alpha * x)
         if HAS_WEIGHT:
-            dz = dy * _channel_param(w_ptr, rows, cols, R, K, CHANNEL_IS_COL) * sech2
+            dz = dy * w * sech2
             acc_dw += dy * t
         else:
             dz = dy * sech2
         if HAS_BIAS:
             acc_db += dy
         acc_da += dz * x
+        start, offs, mask = _bwd_tile(j, cblock, R, K, n_tiles, n_kblocks, CHANNEL_IS_COL, BLOCK_R, BLOCK_K)
         tl.store(dx_ptr + start + offs, (dz * alpha).to(dx_ptr.dtype.element_ty), mask=mask)
     if CHANNEL_IS_COL:
-        ch = cblock * BLOCK_K + tl.arange(0, BLOCK_K)
+        ch = ch_cols
         da, dw, db = tl.sum(acc_da, 0), tl.sum(acc_dw, 0), tl.sum(acc_db, 0)
     else:
-        ch = cblock * BLOCK_R + tl.arange(0, BLOCK_R)
+        ch = ch_rows
         da, dw, db = tl.sum(acc_da, 1), tl.sum(acc_dw, 1), tl.sum(acc_db, 1)
     row = part_ptr + g.to(tl.int64) * C + ch
     plane = n_groups.to(tl.int64) * C
