@@ -189,7 +189,7 @@ def test_missing_or_stale_index(tmp_path, genome):
     copy = tmp_path / "copy"
     shutil.copytree(genome, copy)
     (copy / (GENOME_FASTA + ".gzi")).unlink()
-    with pytest.raises(NotPreparedError, match=r"genome\.fa\.gz\.gzi: index missing"):
+    with pytest.raises(NotPreparedError, match=r"genome\.fa\.gz\.gzi is missing: the prepared folder is corrupted"):
         open_genome(copy)
     shutil.rmtree(copy)
     shutil.copytree(genome, copy)

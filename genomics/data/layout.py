@@ -9,6 +9,7 @@ that fails validation leaves the previous complete output untouched.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -55,8 +56,37 @@ def publish(staged: Path, out: Path, names: list[str]) -> None:
 
 
 def finish_prepare(out: Path, stats: dict[str, Any]) -> None:
-    """Write ``stats.json`` — the completion marker — last."""
-    write_json(out / STATS, stats)
+    """Write ``stats.json`` — the completion marker — last, with the size and SHA-256 of every
+    output file so that a later corruption (truncation, overwrite) is detected before use."""
+    files = {
+        p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(out.iterdir())
+        if p.is_file() and p.name != STATS and not p.name.startswith(".")
+    }
+    write_json(out / STATS, {**stats, "files": files})
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_files(directory: Path, stats: dict[str, Any], *, checksums: bool = False) -> None:
+    """Check the files ``stats.json`` lists (sizes; SHA-256 too with ``checksums``)."""
+    for name, expected in stats.get("files", {}).items():
+        path = Path(directory) / name
+        problem = None
+        if not path.is_file():
+            problem = "is missing"
+        elif path.stat().st_size != expected["bytes"]:
+            problem = f"has {path.stat().st_size} bytes, {expected['bytes']} expected"
+        elif checksums and _sha256(path) != expected["sha256"]:
+            problem = "does not match its recorded SHA-256"
+        if problem:
+            raise NotPreparedError(f"{path} {problem}: the prepared folder is corrupted; re-run its prepare command")
 
 
 def read_stats(directory: Path, what: str, command: str) -> dict[str, Any]:
@@ -67,4 +97,9 @@ def read_stats(directory: Path, what: str, command: str) -> dict[str, Any]:
             f"{directory}: not a prepared {what} (no {STATS}; missing, or its prepare was interrupted): "
             f"run `{command}`"
         )
-    return json.loads(path.read_text())
+    stats = json.loads(path.read_text())
+    try:
+        verify_files(Path(directory), stats)
+    except NotPreparedError as e:
+        raise NotPreparedError(f"{e} (`{command}`)") from None
+    return stats
