@@ -1,0 +1,1 @@
+"""LibriSpeech preparation, fairseq manifests, the audio dataset and the synthetic speech corpus."""

@@ -1,0 +1,219 @@
+"""``bsd prepare librispeech``: LibriSpeech folders → fairseq manifests in ``--out``.
+
+Layout read: ``ROOT/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` with
+``<speaker>-<chapter>.trans.txt`` beside the audio. Written: ``train.tsv``, ``valid.tsv``,
+``{train,valid}.{wrd,ltr}`` when every utterance of the split has a transcript,
+``skipped.tsv`` and ``stats.json``. Every file is written atomically, so an interrupted run
+leaves the previous outputs (or none), never a half-written manifest.
+
+Audio must be 16 kHz mono: other rates need ``--resample``, more channels ``--downmix``
+(converted files are written under ``OUT/audio``, never beside the input; the manifest root
+then becomes ``OUT/audio`` and unconverted files are linked there). Empty, unreadable and
+truncated files are skipped, counted and listed with the reason.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import soundfile as sf
+
+from bio_speech_dyt.io import atomic_path, write_json, write_text
+from speech.data.audio import SAMPLE_RATE, AudioError, AudioInfo, check_audio, read_audio, to_mono_16k
+from speech.data.manifest import ManifestEntry, write_manifest, write_transcripts
+
+SPLITS = ("train", "valid")
+
+
+@dataclasses.dataclass
+class Utterance:
+    rel: str  # path relative to the LibriSpeech root, e.g. train-clean-100/19/198/19-198-0000.flac
+    subset: str
+    speaker: str
+    info: AudioInfo
+    transcript: str | None
+
+    @property
+    def utt_id(self) -> str:
+        return Path(self.rel).stem
+
+    @property
+    def needs_conversion(self) -> bool:
+        return self.info.sample_rate != SAMPLE_RATE or self.info.channels != 1
+
+    @property
+    def num_samples(self) -> int:
+        if self.info.sample_rate == SAMPLE_RATE:
+            return self.info.frames
+        return math.ceil(self.info.frames * SAMPLE_RATE / self.info.sample_rate)
+
+
+def find_subsets(root: Path) -> list[str]:
+    """Subset folders under ``root`` that hold FLAC files."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and next(p.rglob("*.flac"), None) is not None)
+
+
+def read_transcripts(subset_dir: Path) -> dict[str, str]:
+    """``utterance id → words`` from every ``*.trans.txt`` under ``subset_dir``."""
+    out: dict[str, str] = {}
+    for trans in sorted(subset_dir.rglob("*.trans.txt")):
+        for no, line in enumerate(trans.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            utt, _, words = line.strip().partition(" ")
+            if not words:
+                raise ValueError(f"{trans}:{no}: expected '<utterance-id> WORDS', got {line!r}")
+            out[utt] = words
+    return out
+
+
+def _choose_subsets(
+    available: list[str], train: Sequence[str] | None, valid: Sequence[str] | None, root: Path
+) -> tuple[list[str], list[str] | None]:
+    """``(train subsets, valid subsets or None = split train speaker-disjointly)``."""
+    for name in [*(train or []), *(valid or [])]:
+        if name not in available:
+            raise ValueError(f"subset {name!r} not found under {root} (found: {', '.join(available) or 'none'})")
+    if valid:
+        overlap = set(valid) & set(train or [])
+        if overlap:
+            raise ValueError(f"subsets {sorted(overlap)} are both train and valid")
+        return list(train) if train else [s for s in available if s not in valid], list(valid)
+    return list(train) if train else available, None
+
+
+def _scan(root: Path, subsets: Sequence[str], resample: bool, downmix: bool) -> tuple[list[Utterance], list[tuple[str, str]]]:
+    """Check every file; return the usable utterances and ``(relative path, reason)`` skips."""
+    utts: list[Utterance] = []
+    skipped: list[tuple[str, str]] = []
+    for subset in subsets:
+        transcripts = read_transcripts(root / subset)
+        for path in sorted((root / subset).rglob("*.flac")):
+            rel = path.relative_to(root).as_posix()
+            try:
+                info = check_audio(path)
+            except AudioError as e:
+                skipped.append((rel, e.reason))
+                print(f"skipped {rel}: {e.reason} ({e.detail})")
+                continue
+            if info.sample_rate != SAMPLE_RATE and not resample:
+                raise ValueError(f"{path}: sample rate {info.sample_rate} Hz, expected {SAMPLE_RATE}; pass --resample")
+            if info.channels != 1 and not downmix:
+                raise ValueError(f"{path}: {info.channels} channels, expected mono; pass --downmix")
+            speaker = Path(rel).parts[1] if len(Path(rel).parts) > 2 else Path(rel).stem.split("-")[0]
+            utts.append(Utterance(rel, subset, speaker, info, transcripts.get(path.stem)))
+    return utts, skipped
+
+
+def split_speakers(speakers: Sequence[str], valid_fraction: float, seed: int) -> set[str]:
+    """A seeded choice of ``round(valid_fraction × n)`` speakers (at least one when the fraction
+    is positive and there are two or more speakers) for validation."""
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ValueError(f"--valid-fraction must be in [0, 1), got {valid_fraction}")
+    pool = sorted(set(speakers))
+    n = round(valid_fraction * len(pool))
+    if valid_fraction > 0 and len(pool) > 1:
+        n = min(max(n, 1), len(pool) - 1)
+    random.Random(seed).shuffle(pool)
+    return set(pool[:n])
+
+
+def _materialize(root: Path, audio_root: Path, utts: Sequence[Utterance]) -> None:
+    """Write converted files (16 kHz mono FLAC) under ``audio_root`` and link the others."""
+    for u in utts:
+        dst = audio_root / u.rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if u.needs_conversion:
+            data, rate = read_audio(root / u.rel)
+            with atomic_path(dst) as tmp:
+                sf.write(str(tmp), to_mono_16k(data, rate), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        elif not dst.exists():
+            os.symlink((root / u.rel).resolve(), dst)
+
+
+def _split_stats(utts: Sequence[Utterance]) -> dict:
+    samples = sum(u.num_samples for u in utts)
+    return {
+        "utterances": len(utts),
+        "speakers": len({u.speaker for u in utts}),
+        "samples": samples,
+        "hours": samples / SAMPLE_RATE / 3600,
+        "subsets": sorted({u.subset for u in utts}),
+    }
+
+
+def prepare_librispeech(
+    root: Path | None = None,
+    download: bool = False,
+    train_subsets: Sequence[str] | None = None,
+    valid_subsets: Sequence[str] | None = None,
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    resample: bool = False,
+    downmix: bool = False,
+    out: Path = Path("data/librispeech"),
+) -> dict:
+    """Prepare manifests; returns the ``stats.json`` content."""
+    out = Path(out)
+    if download:
+        from speech.data.download import download_librispeech
+
+        wanted = [*(train_subsets or []), *(valid_subsets or [])] or None
+        root = download_librispeech(out / "downloads", subsets=wanted)
+    if root is None:
+        raise ValueError("give --root PATH/LibriSpeech or --download")
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"LibriSpeech root not found: {root}")
+    available = find_subsets(root)
+    if not available:
+        raise ValueError(f"no subset folders with .flac files under {root}")
+    train_names, valid_names = _choose_subsets(available, train_subsets, valid_subsets, root)
+
+    utts, skipped = _scan(root, [*train_names, *(valid_names or [])], resample, downmix)
+    if valid_names is None:
+        valid_speakers = split_speakers([u.speaker for u in utts], valid_fraction, seed)
+        splits = {
+            "train": [u for u in utts if u.speaker not in valid_speakers],
+            "valid": [u for u in utts if u.speaker in valid_speakers],
+        }
+    else:
+        splits = {
+            "train": [u for u in utts if u.subset in train_names],
+            "valid": [u for u in utts if u.subset in valid_names],
+        }
+
+    manifest_root = root
+    if any(u.needs_conversion for u in utts):
+        manifest_root = (out / "audio").resolve()
+        _materialize(root, manifest_root, utts)
+
+    stats: dict = {"root": str(root), "manifest_root": str(manifest_root), "sample_rate": SAMPLE_RATE, "seed": seed,
+                   "valid_fraction": valid_fraction if valid_names is None else None, "splits": {}, "transcripts": {}}
+    for split, members in splits.items():
+        write_manifest(out / f"{split}.tsv", manifest_root, [ManifestEntry(u.rel, u.num_samples) for u in members])
+        stats["splits"][split] = _split_stats(members)
+        have = sum(u.transcript is not None for u in members)
+        if members and have == len(members):
+            write_transcripts(out, split, [u.transcript for u in members])
+            stats["transcripts"][split] = "written"
+        else:
+            for ext in ("wrd", "ltr"):  # never leave a stale transcript file misaligned with the new manifest
+                (out / f"{split}.{ext}").unlink(missing_ok=True)
+            stats["transcripts"][split] = f"{have} of {len(members)} utterances have one; .wrd/.ltr not written"
+    write_text(out / "skipped.tsv", "".join(f"{rel}\t{reason}\n" for rel, reason in skipped))
+    stats["skipped"] = {"total": len(skipped), "by_reason": dict(sorted(Counter(r for _, r in skipped).items()))}
+    stats["converted"] = {
+        "resampled": sum(u.info.sample_rate != SAMPLE_RATE for u in utts),
+        "downmixed": sum(u.info.channels != 1 for u in utts),
+    }
+    write_json(out / "stats.json", stats)
+    tr, va = stats["splits"]["train"], stats["splits"]["valid"]
+    print(f"{out}: train {tr['utterances']} utts / {tr['speakers']} speakers / {tr['hours']:.3f} h; "
+          f"valid {va['utterances']} utts / {va['speakers']} speakers / {va['hours']:.3f} h; skipped {len(skipped)}")
+    return stats

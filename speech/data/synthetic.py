@@ -1,0 +1,172 @@
+"""A procedural speech-like corpus in LibriSpeech layout (16 kHz FLAC) plus its manifests.
+
+Not speech, but it has the structure wav2vec 2.0 learns from: syllables (consonant + vowel)
+grouped into words, formant-shaped harmonic voicing with a moving pitch contour, coarticulated
+formant transitions, fricative / stop / nasal consonants from band-limited noise and murmur,
+pauses, and per-speaker timbre (pitch range, vocal-tract length, spectral tilt, breathiness),
+under low background noise. Each utterance has a pseudo-transcript (the syllable letters).
+
+``make_synthetic_speech(out)`` writes ``out/LibriSpeech/train-clean-100/...`` and the prepared
+manifests (``train.tsv``, ``valid.tsv`` with held-out speakers, ``.wrd``/``.ltr``,
+``stats.json``, ``skipped.tsv``) into ``out``: ~6 MB, a few seconds, fully seeded.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from bio_speech_dyt.io import atomic_path, write_text
+from speech.data.audio import SAMPLE_RATE
+from speech.data.prepare import prepare_librispeech
+
+#: vowel formant targets F1, F2, F3 in Hz (adult averages)
+VOWELS = {"A": (730, 1090, 2440), "E": (530, 1840, 2480), "I": (270, 2290, 3010),
+          "O": (570, 840, 2410), "U": (300, 870, 2240), "Y": (490, 1350, 1690)}
+#: consonant → (kind, noise band in Hz or nasal formants)
+CONSONANTS = {"S": ("fricative", (4500, 7500)), "H": ("fricative", (2000, 4000)), "F": ("fricative", (1200, 7500)),
+              "P": ("stop", (300, 1500)), "T": ("stop", (3000, 6000)), "K": ("stop", (1500, 3000)),
+              "M": ("nasal", (250, 1100, 2300)), "N": ("nasal", (250, 1600, 2600))}
+BANDWIDTHS = np.array([90.0, 110.0, 170.0])
+SUBSET = "train-clean-100"
+
+
+@dataclasses.dataclass(frozen=True)
+class Speaker:
+    f0: float  # mean pitch, Hz
+    tract: float  # formant scale (shorter vocal tract → higher formants)
+    tilt: float  # harmonic amplitude ∝ k^-tilt
+    breath: float  # aspiration noise in voiced segments
+    rate: float  # speaking-rate factor
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> "Speaker":
+        return cls(f0=float(rng.uniform(85, 240)), tract=float(rng.uniform(0.85, 1.2)),
+                   tilt=float(rng.uniform(0.6, 1.3)), breath=float(rng.uniform(0.01, 0.08)),
+                   rate=float(rng.uniform(0.8, 1.25)))
+
+
+def _segments(rng: np.random.Generator, spk: Speaker, seconds: float) -> tuple[list[tuple[str, float]], str]:
+    """A timeline of ``(letter, duration_s)`` (letter ``""`` = pause) and the words it spells."""
+    segs: list[tuple[str, float]] = [("", rng.uniform(0.05, 0.2))]
+    words: list[str] = []
+    total = segs[0][1]
+    while total < seconds - 0.3:
+        word = ""
+        for _ in range(rng.integers(1, 4)):
+            if rng.random() < 0.75:
+                c = str(rng.choice(list(CONSONANTS)))
+                dur = {"fricative": 0.09, "stop": 0.06, "nasal": 0.07}[CONSONANTS[c][0]] * rng.uniform(0.7, 1.3) / spk.rate
+                segs.append((c, dur))
+                word += c
+                total += dur
+            v = str(rng.choice(list(VOWELS)))
+            dur = rng.uniform(0.1, 0.26) / spk.rate
+            segs.append((v, dur))
+            word += v
+            total += dur
+        words.append(word)
+        pause = rng.uniform(0.03, 0.25) if rng.random() < 0.6 else 0.0
+        if pause:
+            segs.append(("", pause))
+            total += pause
+    segs.append(("", rng.uniform(0.05, 0.2)))
+    return segs, " ".join(words)
+
+
+def _smooth(x: np.ndarray, width: int) -> np.ndarray:
+    """Hann-window moving average along the last axis (same length, edges held)."""
+    if x.ndim == 2:
+        return np.stack([_smooth(row, width) for row in x])
+    kernel = np.hanning(width)
+    padded = np.pad(x, (width // 2, width - width // 2 - 1), mode="edge")
+    size = 1 << (len(padded) + width - 2).bit_length()  # FFT convolution: widths are hundreds of samples
+    full = np.fft.irfft(np.fft.rfft(padded, size) * np.fft.rfft(kernel / kernel.sum(), size), size)
+    return full[width - 1 : len(padded)]
+
+
+def _band_noise(rng: np.random.Generator, n: int, lo: float, hi: float) -> np.ndarray:
+    """Unit-variance white noise band-limited to ``[lo, hi]`` Hz (FFT mask)."""
+    size = 1 << (n - 1).bit_length()  # power-of-two FFT
+    spec = np.fft.rfft(rng.standard_normal(size))
+    freqs = np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE)
+    spec[(freqs < lo) | (freqs > hi)] = 0.0
+    out = np.fft.irfft(spec, size)[:n]
+    return out / (out.std() + 1e-8)
+
+
+def synthesize(rng: np.random.Generator, spk: Speaker, seconds: float) -> tuple[np.ndarray, str]:
+    """One utterance (float32 in [-1, 1]) and its pseudo-transcript."""
+    segs, words = _segments(rng, spk, seconds)
+    lens = [max(1, int(d * SAMPLE_RATE)) for _, d in segs]
+    n = sum(lens)
+    formants = np.empty((3, n))
+    voiced = np.zeros(n)
+    noise_env = np.zeros((len(CONSONANTS), n))
+    pos = 0
+    prev = np.array(VOWELS["Y"], dtype=float)  # formants hold through pauses and noise consonants
+    for (letter, _), m in zip(segs, lens):
+        sl = slice(pos, pos + m)
+        kind, params = CONSONANTS.get(letter, ("vowel" if letter else "pause", VOWELS.get(letter)))
+        if kind in ("vowel", "nasal"):
+            prev = np.array(params, dtype=float)
+            voiced[sl] = 1.0 if kind == "vowel" else 0.35
+        elif kind in ("fricative", "stop"):
+            closure = 0 if kind == "fricative" else m * 2 // 3
+            env = np.r_[np.zeros(closure), np.ones(m - closure) if kind == "fricative" else np.exp(-np.arange(m - closure) / 60)]
+            noise_env[list(CONSONANTS).index(letter), sl] = env * (0.5 if kind == "fricative" else 1.2)
+        formants[:, sl] = prev[:, None]
+        pos += m
+    formants = _smooth(formants, int(0.04 * SAMPLE_RATE)) * spk.tract
+    voiced = _smooth(voiced, int(0.025 * SAMPLE_RATE))
+    noise_env = _smooth(noise_env, int(0.01 * SAMPLE_RATE))
+
+    # pitch: declination, per-word accents, slow jitter
+    t = np.arange(n) / SAMPLE_RATE
+    accents = _smooth(np.repeat(rng.normal(0, 0.08, size=n // 1600 + 1), 1600)[:n], 3200)
+    f0 = spk.f0 * np.linspace(1.1, 0.88, n) * (1 + accents) * (1 + 0.01 * np.sin(2 * np.pi * 5.5 * t))
+    k = np.arange(1, int(4000 / f0.min()) + 1)[:, None]
+    # harmonic gains follow the formant envelope; they vary slowly, so compute them every 5 ms
+    hop = np.arange(0, n, 80)
+    harm_freq = k * f0[None, hop]
+    gain = sum((1.0 / (i + 1)) / (1 + ((harm_freq - formants[i, hop]) / BANDWIDTHS[i]) ** 2) for i in range(3))
+    gain *= k ** (-spk.tilt) * (harm_freq < SAMPLE_RATE / 2 - 500)
+    gain = np.stack([np.interp(np.arange(n), hop, row) for row in gain])
+    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    voice = (gain * np.sin(k * phase[None, :] + rng.uniform(0, 2 * np.pi, size=(len(k), 1)))).sum(0)
+    voice = voice / (np.abs(voice).max() + 1e-8)
+    aspiration = _band_noise(rng, n, 500, 6000) * spk.breath
+
+    wav = voiced * (voice + aspiration)
+    for i, (kind, params) in enumerate(CONSONANTS.values()):
+        if kind != "nasal" and noise_env[i].any():
+            wav += noise_env[i] * 0.25 * _band_noise(rng, n, *params)
+    wav += rng.standard_normal(n) * 10 ** (-rng.uniform(28, 40) / 20) * np.abs(wav).max()
+    wav *= rng.uniform(0.4, 0.8) / (np.abs(wav).max() + 1e-8)
+    return wav.astype(np.float32), words
+
+
+def make_synthetic_speech(
+    out: Path, seed: int = 0, num_speakers: int = 10, utterances_per_speaker: int = 8,
+    seconds: tuple[float, float] = (2.2, 4.5), valid_fraction: float = 0.2,
+) -> dict:
+    """Write the corpus under ``out/LibriSpeech`` and its manifests into ``out``; returns stats."""
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    root = out / "LibriSpeech" / SUBSET
+    for s in range(num_speakers):
+        spk_id, chapter = 9000 + s, 100 + s
+        spk = Speaker.sample(rng)
+        folder = root / str(spk_id) / str(chapter)
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for u in range(utterances_per_speaker):
+            wav, words = synthesize(rng, spk, float(rng.uniform(*seconds)))
+            name = f"{spk_id}-{chapter}-{u:04d}"
+            with atomic_path(folder / f"{name}.flac") as tmp:
+                sf.write(str(tmp), wav, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+            lines.append(f"{name} {words}\n")
+        write_text(folder / f"{spk_id}-{chapter}.trans.txt", "".join(lines))
+    return prepare_librispeech(root=out / "LibriSpeech", valid_fraction=valid_fraction, seed=seed, out=out)
