@@ -16,7 +16,7 @@ import dataclasses
 import fnmatch
 import inspect
 import sys
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -204,6 +204,7 @@ def convert_norms(
     fused_add_norm: str = "unfuse",
     copy_affine: bool = True,
     role_fn: Callable[[str, bool], str] = default_role,
+    alpha_overrides: Mapping[str, float] | None = None,
 ) -> tuple[nn.Module, ConversionReport]:
     """Replace the norms of ``model`` by DyT in place.
 
@@ -215,6 +216,9 @@ def convert_norms(
             unfused path; ``"error"`` raises :class:`FusedAddNormError` instead.
         copy_affine: start DyT's weight/bias from the norm's affine parameters.
         role_fn: ``(path, is_final) -> role``, used to pick alpha0 per role.
+        alpha_overrides: alpha0 for module paths matching fnmatch patterns (first match wins),
+            taking precedence over ``alpha_init``; e.g. a larger alpha0 for a norm whose input
+            has a small scale.
     Returns:
         ``(model, report)``; the model is modified in place and keeps device and dtype.
     """
@@ -246,6 +250,10 @@ def convert_norms(
     for i, (path, module, kind, flavour) in enumerate(targets):
         role = role_fn(path, i == final_idx)
         alpha0 = resolve_alpha(alpha_init, role)
+        for pattern, value in (alpha_overrides or {}).items():
+            if fnmatch.fnmatchcase(path, pattern):
+                alpha0 = float(value)
+                break
         new = _make_dyt(module, kind, flavour, alpha0, copy_affine)
         parent_path, _, attr = path.rpartition(".")
         parent = model.get_submodule(parent_path) if parent_path else model

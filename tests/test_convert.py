@@ -19,6 +19,8 @@ def test_transformer_encoder_all_layernorms_swapped_with_roles():
     assert model.layers[0].norm1.alpha.item() == pytest.approx(0.4)
     x = torch.randn(2, 5, 16)
     model(x).square().mean().backward()
+    again, _ = convert_norms(nn.Sequential(nn.LayerNorm(4), nn.LayerNorm(4)), alpha_overrides={"1": 2.0})
+    assert [m.alpha.item() for m in again] == [0.5, 2.0]
     assert all(m.alpha.grad is not None and m.alpha.grad.abs() > 0 for m in model.modules() if isinstance(m, DyT))
 
 
