@@ -9,7 +9,7 @@ from torch import nn
 
 from bio_speech_dyt import DyT
 from bio_speech_dyt.config import OptimConfig
-from bio_speech_dyt.train import NonFiniteLossError, StepBatchSampler, lr_lambda, no_decay_names, run_training
+from bio_speech_dyt.train import NonFiniteLossError, PassIndexed, StepBatchSampler, lr_lambda, no_decay_names, run_training
 from toy_task import ToyModule, toy_config, toy_loaders
 
 
@@ -135,3 +135,20 @@ def test_step_sampler_shards_global_batch():
     assert list(s) == one[7:]
     with pytest.raises(ValueError, match="fewer than one global batch"):
         StepBatchSampler(3, 4)
+
+
+def test_pass_offsets_tell_the_dataset_its_pass():
+    class EpochEcho(torch.utils.data.Dataset):
+        epoch = 0
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            return (self.epoch, i)
+
+    s = StepBatchSampler(6, 3, seed=0, max_steps=4, pass_offsets=True)
+    ds = PassIndexed(EpochEcho())
+    seen = [[ds[j] for j in batch] for batch in s]
+    assert [{e for e, _ in b} for b in seen] == [{0}, {0}, {1}, {1}]
+    assert sorted(i for b in seen[2:] for _, i in b) == list(range(6))

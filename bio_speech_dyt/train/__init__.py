@@ -1,7 +1,7 @@
 """Shared Lightning harness: base module, optimizer groups, schedules, run-directory callbacks."""
 from bio_speech_dyt.train.module import BaseModule, NonFiniteLossError
 from bio_speech_dyt.train.optim import build_optimizer, build_scheduler, lr_lambda, no_decay_names, param_groups
-from bio_speech_dyt.train.sampling import StepBatchSampler
+from bio_speech_dyt.train.sampling import PassIndexed, StepBatchSampler
 from bio_speech_dyt.train.runner import build_trainer, last_checkpoint, load_module_weights, run_training
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "load_module_weights",
     "run_training",
     "StepBatchSampler",
+    "PassIndexed",
 ]

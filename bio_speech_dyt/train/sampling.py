@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -26,6 +26,7 @@ class StepBatchSampler(Sampler[list[int]]):
         world_size: int = 1,
         rank: int = 0,
         max_steps: int | None = None,
+        pass_offsets: bool = False,
     ) -> None:
         if num_samples < global_batch_size:
             raise ValueError(f"dataset has {num_samples} samples, fewer than one global batch ({global_batch_size})")
@@ -38,6 +39,7 @@ class StepBatchSampler(Sampler[list[int]]):
         self.world_size = world_size
         self.rank = rank
         self.max_steps = max_steps
+        self.pass_offsets = pass_offsets
         self.start_step = 0
         self.steps_per_pass = num_samples // global_batch_size  # the incomplete tail of a pass is dropped
 
@@ -53,9 +55,14 @@ class StepBatchSampler(Sampler[list[int]]):
         return torch.randperm(self.num_samples, generator=g)
 
     def global_batch(self, step: int) -> list[int]:
+        """Dataset indices of step ``step``'s global batch; with ``pass_offsets`` they are
+        offset by ``pass * num_samples`` so that :class:`PassIndexed` knows the pass."""
         pass_idx, within = divmod(step, self.steps_per_pass)
         order = self._order(pass_idx)
-        return order[within * self.global_batch_size:(within + 1) * self.global_batch_size].tolist()
+        batch = order[within * self.global_batch_size:(within + 1) * self.global_batch_size]
+        if self.pass_offsets:
+            batch = batch + pass_idx * self.num_samples
+        return batch.tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
         step = self.start_step
@@ -67,3 +74,21 @@ class StepBatchSampler(Sampler[list[int]]):
         if self.max_steps is None:
             return self.steps_per_pass
         return max(0, self.max_steps - self.start_step)
+
+
+class PassIndexed(Dataset):
+    """Wraps a dataset whose items depend on an ``epoch`` attribute (augmentation, masking):
+    index ``pass * n + i`` gives item ``i`` of pass ``pass``. Works in DataLoader workers, where
+    a ``set_epoch`` call on the main process's copy would not reach."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self.n = len(dataset)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int):
+        pass_idx, i = divmod(index, self.n)
+        self.dataset.epoch = pass_idx
+        return self.dataset[i]
