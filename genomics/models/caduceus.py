@@ -1,0 +1,167 @@
+"""Caduceus (kuleshov-group/caduceus): bidirectional Mamba for DNA, optionally
+reverse-complement (RC) equivariant by parameter sharing.
+
+Blocks are pre-norm without MLP: ``residual = h + residual; h = mixer(norm(residual))``,
+then a final add + norm. The mixer is a BiMamba: a Mamba over the sequence plus a Mamba over
+the flipped sequence (in/out projections tied), summed.
+
+- Caduceus-Ph (``rcps=False``): an ordinary BiMamba LM; RC symmetry comes from RC
+  augmentation in pretraining and post-hoc conjoining at inference (see ``heads``).
+- Caduceus-PS (``rcps=True``): hidden states have ``2 * d_model`` channels, a forward half and
+  an RC half. The embedding writes ``emb(x)`` and ``RC(emb(RC(x)))``; every mixer and norm runs
+  on the forward half and on the RC of the RC half with the same weights (:class:`RCPS`); the LM
+  head is tied to the embedding and adds the complement-mapped logits of the RC half. Then
+  ``model(RC(x)) == RC-mapped model(x)``.
+
+The norm (native ``rmsnorm``, or ``layernorm`` / ``dyt``) sits in every block and the final
+norm; a DyT replacing RMSNorm has no bias.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bio_speech_dyt.norms import make_norm
+from genomics.models.mamba import Mamba
+from genomics.tokenizer import complement_ids
+
+
+@dataclasses.dataclass
+class CaduceusConfig:
+    """Defaults: the 1k-context models of the Caduceus GenomicBenchmarks experiments."""
+
+    d_model: int = 118
+    n_layer: int = 4
+    vocab_size: int = 12
+    pad_vocab_size_multiple: int = 8
+    rcps: bool = False  # True: Caduceus-PS, False: Caduceus-Ph
+    d_state: int = 16
+    d_conv: int = 4
+    expand: int = 2
+    bidirectional_weight_tie: bool = True
+    norm: str = "rmsnorm"  # rmsnorm (native) | layernorm | dyt
+    alpha_init: Union[float, dict] = 0.5
+    norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+
+    @property
+    def padded_vocab_size(self) -> int:
+        m = self.pad_vocab_size_multiple
+        return (self.vocab_size + m - 1) // m * m
+
+
+def rc_hidden(x: Tensor) -> Tensor:
+    """Reverse complement of hidden states: flip positions and channels."""
+    return x.flip(dims=(-2, -1))
+
+
+class BiMamba(nn.Module):
+    """Mamba over the sequence + Mamba over the reversed sequence, added."""
+
+    def __init__(self, cfg: CaduceusConfig):
+        super().__init__()
+        kw = dict(d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand)
+        self.mamba_fwd = Mamba(cfg.d_model, **kw)
+        self.mamba_rev = Mamba(cfg.d_model, **kw)
+        if cfg.bidirectional_weight_tie:  # most parameters live in the projections
+            self.mamba_rev.in_proj.weight = self.mamba_fwd.in_proj.weight
+            self.mamba_rev.out_proj.weight = self.mamba_fwd.out_proj.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.mamba_fwd(x) + self.mamba_rev(x.flip(1)).flip(1)
+
+
+class RCPS(nn.Module):
+    """Run ``module`` on the forward half and on the RC of the RC half (shared weights)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.submodule = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        fwd, rc = x.chunk(2, dim=-1)
+        return torch.cat([self.submodule(fwd), rc_hidden(self.submodule(rc_hidden(rc)))], dim=-1)
+
+
+class Block(nn.Module):
+    """``residual = h + residual; h = mixer(norm(residual))``; returns ``(h, residual)``."""
+
+    def __init__(self, cfg: CaduceusConfig):
+        super().__init__()
+        mixer, norm = BiMamba(cfg), _norm(cfg, "other")
+        self.mixer = RCPS(mixer) if cfg.rcps else mixer
+        self.norm = RCPS(norm) if cfg.rcps else norm
+
+    def forward(self, h: Tensor, residual: Tensor | None) -> tuple[Tensor, Tensor]:
+        residual = h if residual is None else h + residual
+        return self.mixer(self.norm(residual)), residual
+
+
+def _norm(cfg: CaduceusConfig, role: str) -> nn.Module:
+    # bias only where the norm kind has one natively (DyT replacing RMSNorm: none)
+    return make_norm(cfg.norm, cfg.d_model, alpha_init=cfg.alpha_init, role=role, eps=cfg.norm_eps,
+                     bias=cfg.norm != "dyt")
+
+
+class Caduceus(nn.Module):
+    """Masked LM. ``hidden(ids)`` -> (B, L, d_model, or 2 d_model for PS) after the final norm;
+    ``forward(ids)`` -> logits (B, L, padded_vocab_size)."""
+
+    def __init__(self, cfg: CaduceusConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.feature_dim = cfg.d_model
+        self.embedding = nn.Embedding(cfg.padded_vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        norm_f = _norm(cfg, "final")
+        self.norm_f = RCPS(norm_f) if cfg.rcps else norm_f
+        self.lm_bias = nn.Parameter(torch.zeros(cfg.padded_vocab_size)) if cfg.rcps else None
+        self.register_buffer("complement", complement_ids(torch.arange(cfg.padded_vocab_size)), persistent=False)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """mamba_ssm's scheme: default Linear init, zero biases (except dt_proj's), N(0, 0.02)
+        embedding, out_proj rescaled by 1/sqrt(n_layer)."""
+        if isinstance(module, nn.Linear) and module.bias is not None and not getattr(module.bias, "_no_reinit", False):
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=self.cfg.initializer_range)
+        if isinstance(module, Mamba):
+            nn.init.kaiming_uniform_(module.out_proj.weight, a=math.sqrt(5))
+            with torch.no_grad():
+                module.out_proj.weight /= math.sqrt(self.cfg.n_layer)
+
+    def embed(self, input_ids: Tensor) -> Tensor:
+        h = self.embedding(input_ids)
+        if not self.cfg.rcps:
+            return h
+        rc_ids = self.complement[input_ids].flip(-1)
+        return torch.cat([h, rc_hidden(self.embedding(rc_ids))], dim=-1)
+
+    def hidden(self, input_ids: Tensor) -> Tensor:
+        h, residual = self.embed(input_ids), None
+        for layer in self.layers:
+            h, residual = layer(h, residual)
+        return self.norm_f(h if residual is None else h + residual)
+
+    def merge_strands(self, pooled: Tensor) -> Tensor:
+        """Pooled (B, hidden) -> (B, d_model): PS averages its forward half with the
+        channel-flipped RC half (RC-invariant features); Ph has one strand."""
+        if not self.cfg.rcps:
+            return pooled
+        fwd, rc = pooled.chunk(2, dim=-1)
+        return (fwd + rc.flip(-1)) / 2
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        h = self.hidden(input_ids)
+        w = self.embedding.weight
+        if not self.cfg.rcps:
+            return F.linear(h, w)
+        fwd, rc = h.chunk(2, dim=-1)
+        c = self.complement
+        return F.linear(fwd, w, self.lm_bias) + F.linear(rc.flip(-1), w[c], self.lm_bias[c])

@@ -1,0 +1,142 @@
+"""HyenaDNA (HazyResearch/hyena-dna): a decoder-only language model over single nucleotides.
+
+Token embedding (no positional embedding) -> ``n_layer`` pre-norm blocks
+(``x + Hyena(norm1(x))``, then ``x + MLP(norm2(x))``) -> final norm -> LM head tied to the
+embedding. Every norm comes from :func:`bio_speech_dyt.norms.make_norm`, so ``norm="dyt"``
+swaps all ``2 * n_layer + 1`` of them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Union
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bio_speech_dyt.norms import make_norm
+from genomics.models.hyena_filter import HyenaFilter, fftconv
+
+
+@dataclasses.dataclass
+class HyenaDNAConfig:
+    """Defaults: the published ``hyenadna-tiny-1k`` (436,096 parameters with LayerNorm)."""
+
+    d_model: int = 128
+    n_layer: int = 2
+    d_inner: int = 512  # MLP width
+    vocab_size: int = 12
+    pad_vocab_size_multiple: int = 8
+    l_max: int = 1026  # longest sequence the implicit filter serves
+    order: int = 2  # Hyena recurrence depth (number of gates)
+    filter_order: int = 64  # width of the implicit filter MLP
+    emb_dim: int = 5  # positional features of the filter
+    short_filter_order: int = 3
+    filter_w: float = 10.0  # initial frequency of the filter's sine activation
+    num_inner_mlps: int = 2
+    embed_dropout: float = 0.1
+    resid_dropout: float = 0.0
+    norm: str = "layernorm"  # layernorm | rmsnorm | dyt
+    alpha_init: Union[float, dict] = 0.5
+    norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+
+    @property
+    def padded_vocab_size(self) -> int:
+        m = self.pad_vocab_size_multiple
+        return (self.vocab_size + m - 1) // m * m
+
+
+class HyenaOperator(nn.Module):
+    """Order-N Hyena: project to (N+1) streams, short causal depthwise conv, then
+    ``v <- long_conv(v * x_i)`` for the gates, finally ``v * x_0`` and an output projection."""
+
+    def __init__(self, cfg: HyenaDNAConfig):
+        super().__init__()
+        d, n = cfg.d_model, cfg.order
+        self.d_model, self.order, self.l_max = d, n, cfg.l_max
+        width = d * (n + 1)
+        self.in_proj = nn.Linear(d, width)
+        self.out_proj = nn.Linear(d, d)
+        k = cfg.short_filter_order
+        self.short_filter = nn.Conv1d(width, width, k, padding=k - 1, groups=width)
+        self.filter_fn = HyenaFilter(d * (n - 1), cfg.l_max, cfg.emb_dim, cfg.filter_order, cfg.num_inner_mlps, cfg.filter_w)
+
+    def forward(self, u: Tensor) -> Tensor:
+        seqlen = u.shape[1]
+        uc = self.short_filter(self.in_proj(u).transpose(1, 2))[..., :seqlen]  # causal: keep the first L
+        *gates, v = uc.split(self.d_model, dim=1)
+        k = self.filter_fn.filter(seqlen).t().reshape(self.order - 1, self.d_model, seqlen)
+        skip = self.filter_fn.bias.reshape(self.order - 1, self.d_model)
+        for o, x_i in enumerate(reversed(gates[1:])):
+            v = fftconv(v * x_i, k[o], skip[o])
+        return self.out_proj((v * gates[0]).transpose(1, 2))
+
+
+class Mlp(nn.Module):
+    def __init__(self, d_model: int, d_inner: int):
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, d_inner)
+        self.fc2 = nn.Linear(d_inner, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: HyenaDNAConfig, dropout: float):
+        super().__init__()
+        norm = dict(alpha_init=cfg.alpha_init, eps=cfg.norm_eps)
+        self.norm1 = make_norm(cfg.norm, cfg.d_model, **norm)
+        self.mixer = HyenaOperator(cfg)
+        self.norm2 = make_norm(cfg.norm, cfg.d_model, **norm)
+        self.mlp = Mlp(cfg.d_model, cfg.d_inner)
+        self.drop1 = nn.Dropout(dropout)
+        self.drop2 = nn.Dropout(cfg.resid_dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.drop1(x)  # the embedding dropout sits here in block 0, as in hyena-dna
+        x = x + self.drop2(self.mixer(self.norm1(x)))
+        return x + self.mlp(self.norm2(x))
+
+
+class HyenaDNA(nn.Module):
+    """Next-token model. ``hidden(ids)`` -> (B, L, d_model) after the final norm;
+    ``forward(ids)`` -> logits over the padded vocabulary (B, L, padded_vocab_size)."""
+
+    def __init__(self, cfg: HyenaDNAConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.feature_dim = cfg.d_model
+        self.embedding = nn.Embedding(cfg.padded_vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList(
+            Block(cfg, cfg.embed_dropout if i == 0 else cfg.resid_dropout) for i in range(cfg.n_layer)
+        )
+        self.drop_f = nn.Dropout(cfg.resid_dropout)
+        self.norm_f = make_norm(cfg.norm, cfg.d_model, alpha_init=cfg.alpha_init, role="final", eps=cfg.norm_eps)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """GPT-2 style: N(0, 0.02) weights, zero biases, residual output projections scaled
+        by 1/sqrt(2 n_layer). (Applies to the filter MLP too, as in hyena-dna.)"""
+        std = self.cfg.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        if isinstance(module, (HyenaOperator, Mlp)):
+            out = module.out_proj if isinstance(module, HyenaOperator) else module.fc2
+            nn.init.normal_(out.weight, std=std / math.sqrt(2 * self.cfg.n_layer))
+
+    def hidden(self, input_ids: Tensor) -> Tensor:
+        x = self.embedding(input_ids)
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm_f(self.drop_f(x))
+
+    def merge_strands(self, pooled: Tensor) -> Tensor:
+        """Pooled features -> classifier features (identity: one strand)."""
+        return pooled
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        return F.linear(self.hidden(input_ids), self.embedding.weight)

@@ -1,0 +1,80 @@
+"""HyenaDNA: parameter count of the published tiny-1k, norm swap, FFT conv vs its definition,
+causality, one optimizer step lowers the loss."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bio_speech_dyt.dyt import DyT
+from genomics.models.hyena import HyenaDNA, HyenaDNAConfig
+from genomics.models.hyena_filter import fftconv, fftconv_ref
+from genomics.tokenizer import A_ID, T_ID
+
+TINY = dict(d_model=32, n_layer=2, d_inner=64, l_max=66, filter_order=16, embed_dropout=0.0)
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("norm, expected", [("layernorm", 436_096), ("dyt", 436_101)])
+def test_tiny_1k_parameter_count(norm, expected):
+    model = HyenaDNA(HyenaDNAConfig(norm=norm))
+    assert n_params(model) == expected
+    if norm == "dyt":
+        assert sum(isinstance(m, DyT) for m in model.modules()) == 5
+        assert not any(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
+
+
+def test_filter_parameters_have_no_weight_decay():
+    from bio_speech_dyt.train import no_decay_names
+
+    model = HyenaDNA(HyenaDNAConfig(**TINY))
+    skip = no_decay_names(model)
+    filt = {n for n, _ in model.named_parameters() if ".filter_fn." in n}
+    assert filt and filt <= skip
+    assert "layers.0.mlp.fc1.weight" not in skip
+
+
+def test_fftconv_matches_definition():
+    torch.manual_seed(0)
+    u, k, skip = torch.randn(2, 6, 37, dtype=torch.float64), torch.randn(6, 37, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    ref = fftconv_ref(u, k, skip)
+    out = torch.full_like(ref, float("nan"))
+    out.copy_(fftconv(u.float(), k.float(), skip.float()))
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm", "dyt"])
+def test_shapes_and_causality(norm):
+    torch.manual_seed(0)
+    model = HyenaDNA(HyenaDNAConfig(norm=norm, **TINY)).eval()
+    x = torch.randint(A_ID, T_ID + 1, (2, 64))
+    logits = model(x)
+    assert logits.shape == (2, 64, 16)
+    y = x.clone()
+    y[:, 40:] = A_ID + (y[:, 40:] - A_ID + 1) % 4  # change the future only
+    assert torch.allclose(model(y)[:, :40], logits[:, :40], atol=1e-5)
+    assert not torch.allclose(model(y)[:, 40:], logits[:, 40:], atol=1e-5)
+
+
+def test_too_long_sequence_is_a_clear_error():
+    model = HyenaDNA(HyenaDNAConfig(**TINY))
+    with pytest.raises(ValueError, match="l_max"):
+        model(torch.randint(A_ID, T_ID + 1, (1, 100)))
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "dyt"])
+def test_one_step_lowers_the_loss(norm):
+    torch.manual_seed(0)
+    model = HyenaDNA(HyenaDNAConfig(norm=norm, **TINY))
+    x = torch.randint(A_ID, T_ID + 1, (4, 65))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+    def loss() -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
+
+    before = loss()
+    before.backward()
+    opt.step()
+    assert loss().item() < before.item()
