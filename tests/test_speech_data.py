@@ -19,7 +19,7 @@ from speech.data.dataset import AudioDataset, MaxTokensBatchSampler, crop_collat
 from speech.data.download import download_librispeech
 from speech.data.manifest import ManifestEntry, letters, read_manifest, write_manifest
 from speech.data.prepare import prepare_librispeech
-from speech.data.synthetic import make_synthetic_speech
+from speech.data.synthetic import make_lexicon, make_synthetic_speech
 from speech_helpers import REAL_LIBRISPEECH, librispeech_tree, tone, write_flac
 
 
@@ -261,7 +261,10 @@ def test_synthetic_speech_small(tmp_path):
     assert {e.path.split("/")[1] for e in valid.entries}.isdisjoint({e.path.split("/")[1] for e in train.entries})
     wav, rate = sf.read(str(train.audio_path(0)))
     assert rate == 16000 and wav.ndim == 1 and 0.2 < np.abs(wav).max() <= 1.0 and len(wav) >= 2.1 * 16000
-    assert (out / "train.wrd").read_text().strip()
+    # every word comes from the corpus lexicon (drawn first from the seed), frequent words recur
+    words = (out / "train.wrd").read_text().split() + (out / "valid.wrd").read_text().split()
+    assert words and set(words) <= set(make_lexicon(np.random.default_rng(1)))
+    assert len(set(words)) < len(words)
     again = tmp_path / "again"
     make_synthetic_speech(again, seed=1, num_speakers=3, utterances_per_speaker=2, seconds=(2.1, 2.5),
                           valid_fraction=0.34)

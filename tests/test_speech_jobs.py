@@ -37,14 +37,18 @@ def test_paper_configs(name, norm):
         assert model.num_distractors == 100 and model.quantizer.num_codebook_entries == 320
 
 
-def test_cpu_configs_follow_the_recipe():
-    for norm in ("layernorm", "dyt"):
-        _, cfg = resolve(CONFIGS / "cpu" / f"wav2vec2_tiny_{norm}.yaml")
-        m = cfg.model
-        assert (m.norm, m.num_distractors, m.codebook_entries, m.latent_temp, m.mask_span) == (
-            norm, 10, 32, (2.0, 0.5, 0.997), 5)
-        assert (cfg.optim.lr, cfg.optim.warmup_steps, cfg.data.max_tokens // cfg.data.max_sample_size) == (1e-3, 200, 8)
-        assert cfg.data.path == "data/synthetic/speech"
+@pytest.mark.parametrize("name, data_path", [("wav2vec2_tiny", "data/synthetic/speech"),
+                                             ("wav2vec2_small_real", "data/librispeech_sample")])
+def test_cpu_configs_follow_the_recipe(name, data_path):
+    """LN and DyT differ only in the norm and DyT's alpha0 of the post-extraction norm; the
+    contrastive task keeps 10 distractors."""
+    (_, ln), (_, dyt) = (resolve(CONFIGS / "cpu" / f"{name}_{norm}.yaml") for norm in ("layernorm", "dyt"))
+    assert (ln.model.norm, dyt.model.norm) == ("layernorm", "dyt") and ln.data.path == dyt.data.path == data_path
+    assert dyt.model.alpha_init == 0.5
+    assert dyt.model.alpha_overrides == {"encoder_frontend.post_extract_layer_norm": 20.0}
+    assert ln.model.num_distractors == 10 and ln.optim == dyt.optim and ln.trainer == dyt.trainer
+    same = {f: getattr(ln.model, f) for f in vars(ln.model) if f not in ("norm", "alpha_overrides")}
+    assert same == {f: getattr(dyt.model, f) for f in same} and ln.data == dyt.data
 
 
 @pytest.fixture(scope="module")

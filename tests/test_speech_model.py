@@ -55,6 +55,14 @@ def test_dyt_model_has_no_layernorm_left():
     assert none is None and not any(isinstance(m, DyT) for m in ln.modules())
 
 
+def test_alpha_overrides_set_one_norm():
+    post = "encoder_frontend.post_extract_layer_norm"
+    model, report = build_wav2vec2(Wav2Vec2ModelConfig(norm="dyt", alpha_overrides={post: 10.0}, **MICRO_MODEL))
+    alphas = {r.path: r.alpha_init for r in report}
+    assert alphas.pop(post) == 10.0 and float(model.get_submodule(post).alpha) == pytest.approx(10.0)
+    assert alphas and set(alphas.values()) == {0.5}
+
+
 def test_config_overrides_reach_fairseq2():
     cfg = fairseq2_config(Wav2Vec2ModelConfig(arch="base", codebook_entries=32, latent_temp=(2.0, 0.5, 0.997),
                                               num_distractors=10, mask_span=5, norm_order="pre"))

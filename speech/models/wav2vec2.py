@@ -8,7 +8,8 @@ the encoder-level one (``encoder_frontend.layer_norm`` for post-LN, ``encoder.la
 pre-LN), and the post-extraction feature norm ``encoder_frontend.post_extract_layer_norm``
 (the one the official patch broke). The feature extractor's GroupNorm stays; with
 ``extractor_mode: layer_norm`` the extractor has a LayerNorm per conv layer and DyT takes
-those too.
+those too. ``alpha_overrides`` sets alpha0 per module path where one alpha_init does not fit
+(the post-extraction norm of a small, briefly trained model: see the CPU DyT configs).
 
 Swap counts: fairseq's Base has 26 LayerNorms (12 × 2 + post-extraction + encoder); fairseq2's
 ``base`` has the same 26 (its ``encoder_frontend.layer_norm`` plays the role of fairseq's
@@ -41,6 +42,9 @@ class Wav2Vec2ModelConfig:
     arch: str = "tiny"  # base | large (fairseq2's registry) | tiny (tiny_arch)
     norm: str = "layernorm"  # layernorm | dyt
     alpha_init: float = 0.5
+    # DyT alpha0 per module path (fnmatch, first match wins) over alpha_init, e.g.
+    # {"encoder_frontend.post_extract_layer_norm": 2.0}: a norm whose input scale is far from 1
+    alpha_overrides: dict[str, float] = dataclasses.field(default_factory=dict)
     # encoder
     model_dim: int | None = None
     num_layers: int | None = None
@@ -159,7 +163,8 @@ def build_wav2vec2(cfg: Wav2Vec2ModelConfig) -> tuple[Wav2Vec2Model, ConversionR
     model = create_wav2vec2_model(fairseq2_config(cfg))
     if cfg.norm == "layernorm":
         return model, None
-    model, report = convert_norms(model, alpha_init=cfg.alpha_init, kinds=("layernorm",))
+    model, report = convert_norms(model, alpha_init=cfg.alpha_init, kinds=("layernorm",),
+                                  alpha_overrides=cfg.alpha_overrides)
     return model, report
 
 
