@@ -14,9 +14,10 @@ with long context beats the k-mer model (repeat copies, periods > 8, duplication
 Task ``synthetic_promoters`` (negative/positive, 170–200 bp, max_length 200): positives carry a
 CCAAT-like box followed 30–50 bp downstream by a TATA-like box, each sampled from a position
 weight matrix (90% consensus per base), either strand (the construct reverse-complemented in 30%);
-negatives are background (1/3), carry one box only (1/3), or both boxes in the wrong order or
-spacing (1/3); 4% of labels are flipped. Bag-of-k-mers models cannot separate the last negatives
-from positives; a positional model can reach ~90%.
+negatives are background (40%), carry one box only (40%), or both boxes in the wrong order or
+spacing (20%); 4% of labels are flipped (ceiling ~96%). Bag-of-k-mers models cannot separate the
+last negatives from positives. Measured: HyenaDNA d64 (LayerNorm) from scratch reaches 60% test
+accuracy after 8 epochs on 2 CPU cores and is still rising.
 """
 from __future__ import annotations
 
@@ -133,7 +134,7 @@ def _motif(consensus: str, rng: np.random.Generator) -> np.ndarray:
 def _task_example(label: int, background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     seq = background.copy()
     size = seq.size
-    kind = "both" if label else ("none", "one", "wrong")[int(rng.integers(3))]
+    kind = "both" if label else str(rng.choice(["none", "one", "wrong"], p=[0.4, 0.4, 0.2]))
     first = int(rng.integers(40, 80))
     if kind == "both":
         boxes = [(first, _CCAAT_BOX), (first + int(rng.integers(30, 51)), _TATA_BOX)]
