@@ -19,7 +19,7 @@ import yaml
 
 NORM_LABELS = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm", "dyt": "DyT"}
 # config keys that legitimately differ between an LN run and its DyT twin
-_NORM_KEY = re.compile(r"(^|\.)(norm|alpha\w*|dyt\w*)$")
+_NORM_KEY = re.compile(r"(^|\.)(norm|alpha\w*|dyt\w*)($|\.)")  # any key with such a component
 _NORM_TOKEN = re.compile(r"layernorm|rmsnorm|dyt", re.IGNORECASE)
 
 Columns = dict[str, np.ndarray]
