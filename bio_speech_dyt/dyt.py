@@ -3,8 +3,8 @@
 A drop-in replacement for LayerNorm / RMSNorm: one learnable scalar ``alpha`` per layer,
 per-channel ``weight`` (init 1) and ``bias`` (init 0). No mean, no variance, no eps.
 
-``dyt_reference`` is the plain definition every kernel is tested against; ``dyt`` is the
-functional form (it dispatches to :mod:`bio_speech_dyt.kernels`); ``DyT`` is the module.
+``dyt_reference`` is the plain definition every kernel is tested against; the functional form
+is :func:`bio_speech_dyt.kernels.dyt` (also exported as ``bio_speech_dyt.dyt``); ``DyT`` is the module.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DyT", "dyt", "dyt_reference"]
+__all__ = ["DyT", "dyt_reference"]
 
 
 def _channel_view(p: Tensor, x: Tensor, channels_last: bool) -> Tensor:
@@ -35,21 +35,6 @@ def dyt_reference(
     if bias is not None:
         y = y + _channel_view(bias, x, channels_last)
     return y
-
-
-def dyt(
-    x: Tensor,
-    alpha: Tensor,
-    weight: Tensor | None,
-    bias: Tensor | None = None,
-    *,
-    channels_last: bool = True,
-    backend: str = "auto",
-) -> Tensor:
-    """Functional DyT; the backend is chosen by :func:`bio_speech_dyt.kernels.dyt`."""
-    from bio_speech_dyt import kernels
-
-    return kernels.dyt(x, alpha, weight, bias, channels_last=channels_last, backend=backend)
 
 
 class DyT(nn.Module):
@@ -108,7 +93,9 @@ class DyT(nn.Module):
         dim = -1 if self.channels_last else 1
         if x.shape[dim] != c:
             raise ValueError(f"DyT expects {c} channels in dim {dim}, got input of shape {tuple(x.shape)}")
-        return dyt(x, self.alpha, self.weight, self.bias, channels_last=self.channels_last, backend=self.backend)
+        from bio_speech_dyt import kernels  # kernels import this module for the reference
+
+        return kernels.dyt(x, self.alpha, self.weight, self.bias, channels_last=self.channels_last, backend=self.backend)
 
     def extra_repr(self) -> str:
         return (
