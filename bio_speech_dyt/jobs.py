@@ -10,6 +10,7 @@ import importlib
 from pathlib import Path
 from typing import Sequence
 
+import lightning as L
 import yaml
 
 from bio_speech_dyt.config import ConfigError, load_config, read_yaml, to_dict
@@ -45,6 +46,7 @@ def pretrain(config_path: str | Path, overrides: Sequence[str] = (), out: str | 
     module, cfg = resolve(config_path, overrides)
     run_dir = Path(out) if out else Path("runs") / Path(config_path).stem
     prepare_run_dir(run_dir, cfg, resume)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # before the model is built: reproducible init
     metrics = module.run(cfg, run_dir, resume)
     print(f"run directory: {run_dir}")
     return metrics

@@ -94,7 +94,7 @@ class RunFiles(L.Callback):
         sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
         if isinstance(sampler, StepBatchSampler):  # continue the data order exactly where it stopped
             sampler.set_distributed(trainer.world_size, trainer.global_rank)
-            sampler.start_step = step
+            sampler.start_step = step * trainer.accumulate_grad_batches  # batches, not optimizer steps
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self._pending_rng is not None:

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from bio_speech_dyt.config import JobConfig, to_dict
 from bio_speech_dyt.dyt import DyT
-from bio_speech_dyt.train import load_module_weights, run_training
+from bio_speech_dyt.train import PassIndexed, StepBatchSampler, load_module_weights, run_training
 from genomics.jobs.modules import TokenLMModule, build_backbone, norm_summary
 from genomics.models.caduceus import CaduceusConfig
 from genomics.models.hyena import HyenaDNAConfig
@@ -68,8 +68,18 @@ def build_dataset(cfg: PretrainConfig, split: str) -> Dataset:
 
 
 def _loader(cfg: PretrainConfig, split: str) -> DataLoader:
-    return DataLoader(build_dataset(cfg, split), batch_size=cfg.data.batch_size, shuffle=split == "train",
-                      num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
+    """Step-bounded training (``trainer.max_steps``) reads batches by optimizer step
+    (:class:`StepBatchSampler`): a resumed run continues the exact data order, and DDP ranks
+    share one global batch. Epoch-bounded training shuffles per epoch."""
+    dataset = build_dataset(cfg, split)
+    workers = {"num_workers": cfg.data.num_workers, "persistent_workers": cfg.data.num_workers > 0}
+    t = cfg.trainer
+    if split != "train" or t.max_steps <= 0:
+        return DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=split == "train", **workers)
+    world = (t.devices if isinstance(t.devices, int) and t.devices > 0 else 1) * t.num_nodes
+    sampler = StepBatchSampler(len(dataset), cfg.data.batch_size * world, seed=cfg.seed,
+                               max_steps=t.max_steps * t.accumulate_grad_batches, pass_offsets=True)
+    return DataLoader(PassIndexed(dataset), batch_sampler=sampler, **workers)
 
 
 def _target_key(cfg: PretrainConfig) -> str:
