@@ -14,23 +14,39 @@ from pathlib import Path
 
 CONFIGS = Path("configs")
 DATA = Path("data/synthetic")
-NORMS = {"genomics": ("layernorm", "dyt"), "speech": ("layernorm", "dyt")}
+NORMS = ("layernorm", "dyt")
 
 
-def _done(run_dir: Path) -> bool:
-    return (run_dir / "metrics.json").is_file()
+def _evaluate_gb(norm: str, checkpoint: Path, out: Path) -> None:
+    from genomics.jobs.gb_eval import evaluate_gb
+
+    evaluate_gb(CONFIGS / "genomics/cpu" / f"hyenadna_tiny_gb_{norm}.yaml", data=[DATA / "gb"],
+                checkpoint=checkpoint, seeds=None, overrides=[], out=out)
+
+
+def _evaluate_speech(norm: str, checkpoint: Path, out: Path) -> None:
+    from speech.jobs.evaluate import evaluate_speech
+
+    evaluate_speech(checkpoint=checkpoint, manifest=DATA / "speech" / "valid.tsv", out=out)
+
+
+#: (run-name prefix, model, pretraining config, evaluation title, evaluation run suffix, evaluation)
+PIPELINES = (
+    ("hyenadna", "HyenaDNA", "genomics/cpu/hyenadna_tiny_pretrain_{norm}.yaml", "GenomicBenchmarks fine-tuning",
+     "gb", _evaluate_gb),
+    ("wav2vec2", "wav2vec 2.0", "speech/cpu/wav2vec2_tiny_{norm}.yaml", "wav2vec 2.0 validation",
+     "eval", _evaluate_speech),
+)
 
 
 def _step(title: str, run_dir: Path, fn) -> Path:
-    if _done(run_dir):
+    """Run ``fn(resume)`` into ``run_dir`` unless it already finished (a ``metrics.json``)."""
+    if (run_dir / "metrics.json").is_file():
         print(f"[demo] {title}: reusing {run_dir}")
         return run_dir
     print(f"[demo] {title} -> {run_dir}")
     t0 = time.perf_counter()
-    if run_dir.exists():  # an interrupted earlier attempt: continue it
-        fn(resume=True)
-    else:
-        fn(resume=False)
+    fn(run_dir.exists())  # an interrupted earlier attempt is continued
     print(f"[demo] {title}: {time.perf_counter() - t0:.0f} s")
     return run_dir
 
@@ -43,8 +59,6 @@ def run_demo(out: Path = Path("runs/demo")) -> dict:
     from bio_speech_dyt.cli import prepare_synthetic
     from bio_speech_dyt.jobs import pretrain
     from bio_speech_dyt.report import make_report
-    from genomics.jobs.gb_eval import evaluate_gb
-    from speech.jobs.evaluate import evaluate_speech
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -55,29 +69,17 @@ def run_demo(out: Path = Path("runs/demo")) -> dict:
 
     runs: list[Path] = []
     pretrained: list[Path] = []
-    for norm in NORMS["genomics"]:
-        pt_dir = out / f"hyenadna_pretrain_{norm}"
-        cfg = CONFIGS / "genomics/cpu" / f"hyenadna_tiny_pretrain_{norm}.yaml"
-        runs.append(_step(f"HyenaDNA pretraining ({norm})", pt_dir,
-                          lambda resume, c=cfg, d=pt_dir: pretrain(c, [], d, resume)))
-        pretrained.append(pt_dir / "checkpoints" / "last.ckpt")
-        gb_dir = out / f"hyenadna_gb_{norm}"
-        gb_cfg = CONFIGS / "genomics/cpu" / f"hyenadna_tiny_gb_{norm}.yaml"
-        runs.append(_step(f"GenomicBenchmarks fine-tuning ({norm})", gb_dir,
-                          lambda resume, c=gb_cfg, d=gb_dir, k=pt_dir: evaluate_gb(
-                              c, data=[DATA / "gb"], checkpoint=k / "checkpoints" / "last.ckpt",
-                              seeds=None, overrides=[], out=d)))
-    for norm in NORMS["speech"]:
-        sp_dir = out / f"wav2vec2_pretrain_{norm}"
-        cfg = CONFIGS / "speech/cpu" / f"wav2vec2_tiny_{norm}.yaml"
-        runs.append(_step(f"wav2vec 2.0 pretraining ({norm})", sp_dir,
-                          lambda resume, c=cfg, d=sp_dir: pretrain(c, [], d, resume)))
-        pretrained.append(sp_dir / "checkpoints" / "last.ckpt")
-        ev_dir = out / f"wav2vec2_eval_{norm}"
-        runs.append(_step(f"wav2vec 2.0 validation ({norm})", ev_dir,
-                          lambda resume, d=ev_dir, k=sp_dir: evaluate_speech(
-                              checkpoint=k / "checkpoints" / "last.ckpt",
-                              manifest=DATA / "speech" / "valid.tsv", out=d)))
+    for prefix, model, config, eval_title, eval_suffix, evaluate in PIPELINES:
+        for norm in NORMS:
+            pt_dir = out / f"{prefix}_pretrain_{norm}"
+            cfg = CONFIGS / config.format(norm=norm)
+            runs.append(_step(f"{model} pretraining ({norm})", pt_dir,
+                              lambda resume, c=cfg, d=pt_dir: pretrain(c, [], d, resume)))
+            ckpt = pt_dir / "checkpoints" / "last.ckpt"
+            pretrained.append(ckpt)
+            ev_dir = out / f"{prefix}_{eval_suffix}_{norm}"
+            runs.append(_step(f"{eval_title} ({norm})", ev_dir,
+                              lambda resume, n=norm, k=ckpt, d=ev_dir, f=evaluate: f(n, k, d)))
 
     data = make_report(runs, out=out, analyze=pretrained)
     print(console_summary(out / "report.md"))

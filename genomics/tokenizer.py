@@ -155,6 +155,11 @@ class DNATokenizer:
         return "".join(ID_TO_TOKEN[i] for i in arr)
 
 
+def padded_vocab_size(vocab_size: int = VOCAB_SIZE, multiple: int = 8) -> int:
+    """Embedding rows: the vocabulary rounded up to a multiple (HyenaDNA / Caduceus pad 12 to 16)."""
+    return (vocab_size + multiple - 1) // multiple * multiple
+
+
 def pad_ids(ids: np.ndarray, length: int, side: Literal["left", "right"]) -> np.ndarray:
     """Pad a 1-D id array with [PAD] to ``length`` on ``side`` (``ids`` must not be longer)."""
     if side not in ("left", "right"):

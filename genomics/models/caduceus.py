@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from bio_speech_dyt.norms import make_norm
 from genomics.models.mamba import Mamba
-from genomics.tokenizer import complement_ids
+from genomics.tokenizer import complement_ids, padded_vocab_size
 
 
 @dataclasses.dataclass
@@ -51,8 +51,7 @@ class CaduceusConfig:
 
     @property
     def padded_vocab_size(self) -> int:
-        m = self.pad_vocab_size_multiple
-        return (self.vocab_size + m - 1) // m * m
+        return padded_vocab_size(self.vocab_size, self.pad_vocab_size_multiple)
 
 
 def rc_hidden(x: Tensor) -> Tensor:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from bio_speech_dyt.norms import make_norm
 from genomics.models.hyena_filter import HyenaFilter, fftconv
+from genomics.tokenizer import padded_vocab_size
 
 
 @dataclasses.dataclass
@@ -43,8 +44,7 @@ class HyenaDNAConfig:
 
     @property
     def padded_vocab_size(self) -> int:
-        m = self.pad_vocab_size_multiple
-        return (self.vocab_size + m - 1) // m * m
+        return padded_vocab_size(self.vocab_size, self.pad_vocab_size_multiple)
 
 
 class HyenaOperator(nn.Module):
