@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import torch
+
 
 def train_rows(run_dir: Path) -> list[tuple[str, str]]:
     """(step, train_loss) of every training row of metrics.csv."""
@@ -41,3 +43,23 @@ def kill_after_first_checkpoint(cmd: list[str], run_dir: Path, timeout: float = 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def final_state(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def assert_sigkill_resume_exact(cmd: list[str], root: Path, steps: int) -> None:
+    """Run ``cmd --out root/straight`` through; run ``cmd --out root/crashed``, SIGKILL it after
+    its first periodic checkpoint and finish it with ``--resume``. Every training row of
+    metrics.csv and every final parameter must be bitwise equal."""
+    straight, crashed = root / "straight", root / "crashed"
+    run(cmd + ["--out", str(straight)])
+    kill_after_first_checkpoint(cmd + ["--out", str(crashed)], crashed)
+    assert not (crashed / "metrics.json").exists()  # it really died mid-run
+    run(cmd + ["--out", str(crashed), "--resume"])
+    assert len(train_rows(straight)) == steps
+    assert train_rows(crashed) == train_rows(straight)
+    a, b = final_state(straight), final_state(crashed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
