@@ -23,15 +23,15 @@ def run(cmd: list[str], timeout: float = 600) -> None:
 
 
 def kill_after_first_checkpoint(cmd: list[str], run_dir: Path, timeout: float = 600) -> int:
-    """Start ``cmd``; SIGKILL it as soon as a periodic ``step*.ckpt`` exists. Returns the
-    number of checkpoints present at the kill."""
+    """Start ``cmd``; SIGKILL it as soon as a periodic ``step*.ckpt`` and ``last.ckpt`` (written
+    after it; what ``--resume`` reads) exist. Returns the number of periodic checkpoints present at the kill."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     ckpt_dir = run_dir / "checkpoints"
     try:
         while time.monotonic() < deadline:
             found = list(ckpt_dir.glob("step*.ckpt")) if ckpt_dir.is_dir() else []
-            if found:
+            if found and (ckpt_dir / "last.ckpt").is_file():
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return len(found)
@@ -58,8 +58,10 @@ def assert_sigkill_resume_exact(cmd: list[str], root: Path, steps: int) -> None:
     kill_after_first_checkpoint(cmd + ["--out", str(crashed)], crashed)
     assert not (crashed / "metrics.json").exists()  # it really died mid-run
     run(cmd + ["--out", str(crashed), "--resume"])
-    assert len(train_rows(straight)) == steps
-    assert train_rows(crashed) == train_rows(straight)
+    expected, got = train_rows(straight), train_rows(crashed)
+    assert len(expected) == steps
+    first = next(((e, g) for e, g in zip(expected, got) if e != g), None)
+    assert got == expected, f"{len(got)} rows, {len(expected)} expected; first differing (step, loss): {first}"
     a, b = final_state(straight), final_state(crashed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]

@@ -65,6 +65,8 @@ class StepBatchSampler(Sampler[list[int]]):
         return batch.tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
+        # a generator function: Lightning calls iter() before on_train_start, where the harness sets
+        # start_step on resume; the body (and start_step) is read at the first next()
         step = self.start_step
         while self.max_steps is None or step < self.max_steps:
             yield self.global_batch(step)[self.rank::self.world_size]

@@ -106,9 +106,12 @@ class MaxTokensBatchSampler(StepBatchSampler):
         return self._cached[1][within * self.world_size + self.rank]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        """Batches of ``(step, item)`` keys."""
+        """Batches of ``(step, item)`` keys. A generator function, as the base class's: Lightning
+        creates the iterator before the harness sets ``start_step`` on resume, so ``start_step``
+        must be read at the first ``next``, not at ``iter``."""
         end = self.max_steps if self.max_steps is not None else self.start_step + self.steps_per_pass
-        return ([(step, i) for i in self.global_batch(step)] for step in range(self.start_step, end))
+        for step in range(self.start_step, end):
+            yield [(step, i) for i in self.global_batch(step)]
 
 
 def crop_collate(waves: Sequence[Tensor], max_sample_size: int | None, generator: torch.Generator | None,
