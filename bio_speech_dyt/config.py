@@ -202,9 +202,10 @@ def parse_overrides(items: Sequence[str]) -> dict:
 
 
 def deep_merge(base: dict, update: Mapping) -> dict:
+    """``update`` over ``base``, recursively; an empty mapping in ``update`` replaces (``--set x={}`` clears)."""
     merged = dict(base)
     for k, v in update.items():
-        if isinstance(v, Mapping) and isinstance(merged.get(k), Mapping):
+        if isinstance(v, Mapping) and v and isinstance(merged.get(k), Mapping):
             merged[k] = deep_merge(dict(merged[k]), v)
         else:
             merged[k] = v

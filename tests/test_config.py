@@ -27,6 +27,8 @@ def test_yaml_and_overrides(tmp_path):
     assert cfg.trainer.devices == 2 and cfg.model.alpha_init == 1.0
     cfg2 = load_config(Cfg, p, ["model.alpha_init={attention: 0.8, other: 0.2}"])
     assert cfg2.model.alpha_init == {"attention": 0.8, "other": 0.2}
+    p.write_text("model:\n  alpha_init: {attention: 0.8}\n")
+    assert load_config(Cfg, p, ["model.alpha_init={}"]).model.alpha_init == {}  # {} clears, not merges
     assert to_dict(cfg)["optim"]["betas"] == [0.9, 0.98]
 
 
