@@ -1,14 +1,46 @@
-"""Crash a training process with SIGKILL after its first periodic checkpoint, then resume."""
+"""Training runs as subprocesses (``bsd pretrain``): run, crash with SIGKILL after the first
+periodic checkpoint, resume; read back their metrics and parameters."""
 from __future__ import annotations
 
 import csv
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: every pretraining run of the tests: a checkpoint every 5 steps, a training row every step, no validation
+RUN_SETS = ["trainer.checkpoint_every_n_steps=5", "trainer.val_check_interval=1000", "trainer.progress_bar=false",
+            "trainer.log_every_n_steps=1"]
+
+
+def pretrain_cmd(config: str, *sets: str) -> list[str]:
+    """``bsd pretrain CONFIG --set ...`` (RUN_SETS, then ``sets``), without ``--out``; ``config``
+    is relative to the repository root."""
+    cmd = [sys.executable, "-m", "bio_speech_dyt", "pretrain", str(ROOT / config)]
+    for s in [*RUN_SETS, *sets]:
+        cmd += ["--set", s]
+    return cmd
+
+
+def synthetic_genome(root: Path) -> str:
+    """Prepare the synthetic genome under ``root/data``; returns its ``data.path=`` override."""
+    from genomics.data.synthetic import prepare_synthetic_genomics
+
+    prepare_synthetic_genomics(root / "data", seed=0)
+    return f"data.path={root / 'data' / 'genome'}"
+
+
+def hyenadna_cmd(root: Path, *sets: str) -> list[str]:
+    """HyenaDNA-tiny pretraining on the synthetic genome (prepared under ``root``), shrunk to
+    seconds a run: 128-bp windows, reverse-complement augmentation."""
+    return pretrain_cmd("configs/genomics/cpu/hyenadna_tiny_pretrain_layernorm.yaml", synthetic_genome(root),
+                        "data.max_length=128", "model.l_max=130", "data.rc_prob=0.5", *sets)
 
 
 def train_rows(run_dir: Path) -> list[tuple[str, str]]:
@@ -17,9 +49,11 @@ def train_rows(run_dir: Path) -> list[tuple[str, str]]:
         return [(r["step"], r["train_loss"]) for r in csv.DictReader(f) if r.get("train_loss")]
 
 
-def run(cmd: list[str], timeout: float = 600) -> None:
+def run(cmd: list[str], timeout: float = 600) -> str:
+    """Run ``cmd`` to completion; returns its stdout + stderr."""
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
 
 
 def kill_after_first_checkpoint(cmd: list[str], run_dir: Path, timeout: float = 600) -> int:

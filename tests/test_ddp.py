@@ -1,19 +1,15 @@
 """2-process DDP on CPU (gloo) equals the 1-process run with the same global batch."""
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from resume_helpers import final_state, hyenadna_cmd, run, train_rows
 
 SCRIPT = Path(__file__).parent / "ddp_toy.py"
 
 
 def _run(devices: int, out: Path) -> dict:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--devices", str(devices), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run([sys.executable, str(SCRIPT), "--devices", str(devices), "--out", str(out)], timeout=300)
     return torch.load(out / "params.pt", weights_only=True)
 
 
@@ -25,3 +21,21 @@ def test_ddp_two_processes_equal_one(tmp_path):
     assert start == 5
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=0, atol=1e-6, msg=f"parameter {k} differs")
+
+
+def test_hyenadna_pretraining_ddp_two_processes_equal_one(tmp_path):
+    """``bsd pretrain`` with ``trainer.devices=2 trainer.strategy=ddp`` on CPU (gloo) against one
+    process. The genomics jobs' ``data.batch_size`` is per device (the global batch is
+    ``batch_size × devices``, cut from one step-indexed order), so 2 × 4 against 1 × 8."""
+    cmd = hyenadna_cmd(tmp_path, "trainer.max_steps=10")
+    run(cmd + ["--set", "data.batch_size=8", "--out", str(tmp_path / "one")])
+    log = run(cmd + ["--set", "data.batch_size=4", "--set", "trainer.devices=2", "--set", "trainer.strategy=ddp",
+                     "--out", str(tmp_path / "two")])
+    assert "Starting with 2 processes" in log  # Lightning's line once both ranks have joined
+    one, two = train_rows(tmp_path / "one"), train_rows(tmp_path / "two")
+    assert [s for s, _ in one] == [s for s, _ in two] == [str(k) for k in range(1, 11)]
+    for (step, a), (_, b) in zip(one, two):
+        assert abs(float(a) - float(b)) <= 1e-5, f"step {step}: loss {b} on 2 processes, {a} on 1"
+    a, b = final_state(tmp_path / "one"), final_state(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-4, msg=f"parameter {k} differs")

@@ -3,41 +3,22 @@ import json
 import sys
 from pathlib import Path
 
-from resume_helpers import assert_sigkill_resume_exact
+from resume_helpers import assert_sigkill_resume_exact, hyenadna_cmd, pretrain_cmd, synthetic_genome
 
 SCRIPT = str(Path(__file__).parent / "resume_toy.py")
-#: every pretraining run: a checkpoint every 5 steps, a training row every step, no validation
-RUN_SETS = ["trainer.checkpoint_every_n_steps=5", "trainer.val_check_interval=1000", "trainer.progress_bar=false",
-            "trainer.log_every_n_steps=1"]
-
-
-def pretrain_cmd(config: str, *sets: str) -> list[str]:
-    cmd = [sys.executable, "-m", "bio_speech_dyt", "pretrain", config]
-    for s in [*RUN_SETS, *sets]:
-        cmd += ["--set", s]
-    return cmd
 
 
 def test_toy_sigkill_resume_is_exact(tmp_path):
     assert_sigkill_resume_exact([sys.executable, SCRIPT], tmp_path, steps=8)
 
 
-def _genome(tmp_path: Path) -> str:
-    from genomics.data.synthetic import prepare_synthetic_genomics
-
-    prepare_synthetic_genomics(tmp_path / "data", seed=0)
-    return f"data.path={tmp_path / 'data' / 'genome'}"
-
-
 def test_hyenadna_pretraining_sigkill_resume_is_exact(tmp_path):
-    cmd = pretrain_cmd("configs/genomics/cpu/hyenadna_tiny_pretrain_layernorm.yaml", _genome(tmp_path),
-                       "data.max_length=128", "model.l_max=130", "trainer.max_steps=40", "data.rc_prob=0.5")
-    assert_sigkill_resume_exact(cmd, tmp_path, steps=40)
+    assert_sigkill_resume_exact(hyenadna_cmd(tmp_path, "trainer.max_steps=40"), tmp_path, steps=40)
 
 
 def test_caduceus_ph_pretraining_sigkill_resume_is_exact(tmp_path):
     # MLM masks and reverse-complement flips are drawn per (pass, window): both must continue exactly
-    cmd = pretrain_cmd("configs/genomics/cpu/caduceus_ph_tiny_pretrain_dyt.yaml", _genome(tmp_path),
+    cmd = pretrain_cmd("configs/genomics/cpu/caduceus_ph_tiny_pretrain_dyt.yaml", synthetic_genome(tmp_path),
                        "data.max_length=64", "model.d_model=16", "trainer.max_steps=20")
     assert_sigkill_resume_exact(cmd, tmp_path, steps=20)
 

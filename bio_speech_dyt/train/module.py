@@ -6,6 +6,7 @@ non-finite-loss guard.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -56,24 +57,34 @@ class BaseModule(L.LightningModule):
     # -- Lightning hooks --------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int):
         loss, parts, items = self.compute_loss(batch, "train")
-        self.last_items = items
-        if not torch.isfinite(loss.detach()).all():
+        logs = {"train_loss": loss.detach(), **{f"train_{k}": v for k, v in parts.items()}}
+        # logged and counted is the global batch: with DDP the losses are the mean over ranks (the loss
+        # whose gradient DDP applies; every rank agrees on a non-finite one), the items their sum
+        logs = self._mean_over_ranks({**logs, "items": items})
+        self.last_items = round(logs.pop("items") * self.trainer.world_size)
+        if not math.isfinite(logs["train_loss"]):
             step = self.trainer.global_step
             if self.nonfinite_loss == "stop":
                 raise NonFiniteLossError(
-                    f"non-finite training loss ({loss.item()}) at step {step}; stopping. "
+                    f"non-finite training loss ({logs['train_loss']}) at step {step}; stopping. "
                     f"The last good checkpoint is in the run's checkpoints/ (resume with --resume); "
                     f"set trainer.nonfinite_loss=skip to skip such updates instead."
                 )
             self.skipped_steps += 1
             self.print(f"warning: non-finite loss at step {step}; update skipped ({self.skipped_steps} so far)")
             return None
-        logs = {"train_loss": loss.detach()}
-        logs.update({f"train_{k}": v for k, v in parts.items()})
-        self.last_train_logs = {k: float(v) for k, v in logs.items()}
+        self.last_train_logs = logs
         self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False, batch_size=max(1, items))
-        self.log("loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        self.log("loss", logs["train_loss"], prog_bar=True, on_step=True, on_epoch=False, logger=False)
         return loss
+
+    def _mean_over_ranks(self, logs: dict[str, Tensor | float]) -> dict[str, float]:
+        """Scalars averaged over the DDP ranks in one all-reduce (float64: one process's values
+        come back exactly); unchanged on a single process."""
+        values = torch.tensor([float(v) for v in logs.values()], dtype=torch.float64)
+        if self.trainer.world_size > 1:
+            values = self.trainer.strategy.reduce(values.to(self.device), reduce_op="mean").cpu()
+        return dict(zip(logs, values.tolist()))
 
     def validation_step(self, batch: Any, batch_idx: int):
         loss, parts, items = self.compute_loss(batch, "valid")
