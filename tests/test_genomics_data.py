@@ -10,11 +10,10 @@ import torch
 from genomics_helpers import random_dna, write_bed, write_fasta
 
 from bio_speech_dyt.cli import main as bsd
-from genomics.data import layout
+from bio_speech_dyt.prepared import DataError, NotPreparedError
 from genomics.data.baselines import markov_baselines
 from genomics.data.fasta import GENOME_FASTA
 from genomics.data.hg38 import open_genome, prepare_hg38
-from genomics.data.layout import DataError, NotPreparedError
 from genomics.data.pretrain import CaduceusMLMDataset, HyenaPretrainDataset
 from genomics.tokenizer import MASK_ID, PAD_ID, DNATokenizer, SequenceError, reverse_complement_ids
 
@@ -116,7 +115,7 @@ def test_interrupted_prepare_is_refused_then_rerun_completes(tmp_path, monkeypat
             raise KeyboardInterrupt
         real_replace(src, dst)
 
-    monkeypatch.setattr(layout.os, "replace", killed)
+    monkeypatch.setattr(os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         prepare_hg38(fasta=fasta, bed=None, download=False, out=out, seed=5)
     monkeypatch.undo()

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from genomics_helpers import random_dna
 
+from bio_speech_dyt.prepared import DataError
 from genomics.data import hg38
 from genomics.data.download import RemoteFile, download
 from genomics.data.hg38 import open_genome, prepare_hg38
-from genomics.data.layout import DataError
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

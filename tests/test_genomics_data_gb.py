@@ -1,5 +1,6 @@
 """GenomicBenchmarks prepare (every source kind), bad input, the loader and the evaluation splits."""
 import json
+import os
 import sys
 import types
 
@@ -9,9 +10,9 @@ import torch
 from genomics_helpers import random_dna, write_csv, write_fasta
 
 from bio_speech_dyt.cli import main as bsd
+from bio_speech_dyt.prepared import DataError, NotPreparedError
 from genomics.data.gb import GBDataset, GBTask, gb_train_val_split, prepare_genomic_benchmarks
 from genomics.data.hg38 import prepare_hg38
-from genomics.data.layout import DataError, NotPreparedError
 from genomics.tokenizer import PAD_ID, DNATokenizer, SequenceError, reverse_complement, reverse_complement_ids
 
 RNG = np.random.default_rng(1)
@@ -142,10 +143,8 @@ def test_empty_class_folder_and_truncated_gzip(tmp_path):
 
 
 def test_interrupted_prepare_is_refused(tmp_path, monkeypatch):
-    from genomics.data import layout
-
     src = package_layout(tmp_path / "src", n=(2, 2))
-    monkeypatch.setattr(layout.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         prepare(src, tmp_path / "o")
     monkeypatch.undo()

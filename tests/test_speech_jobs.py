@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from speech_helpers import MICRO_MODEL, librispeech_tree
 
 from bio_speech_dyt import cli
 from bio_speech_dyt.jobs import load_checkpoint_model, pretrain, resolve
+from bio_speech_dyt.prepared import NotPreparedError
 from speech.data.synthetic import make_synthetic_speech
 from speech.jobs.evaluate import evaluate_speech
 from speech.models.wav2vec2 import build_wav2vec2
@@ -95,6 +97,18 @@ def test_pretrain_dyt_run_dir_and_evaluate(tmp_path, corpus):
 
     _, model, run_once = load_checkpoint_model(ckpt)  # the report's analysis entry point
     assert torch.isfinite(run_once().loss)
+
+
+def test_pretrain_refuses_interrupted_or_corrupted_prepare(tmp_path, corpus):
+    data = tmp_path / "speech"
+    shutil.copytree(corpus, data, symlinks=True)
+    cfg = _micro_config(tmp_path, data, "layernorm")
+    (data / "train.tsv").write_text((data / "train.tsv").read_text()[:-20])  # a truncated manifest
+    with pytest.raises(NotPreparedError, match=r"train\.tsv has .* bytes.*corrupted"):
+        pretrain(cfg, out=tmp_path / "run")
+    (data / "stats.json").unlink()  # a prepare killed while publishing
+    with pytest.raises(NotPreparedError, match="no stats.json"):
+        pretrain(cfg, out=tmp_path / "run")
 
 
 def test_pretrain_resume_matches_uninterrupted(tmp_path, corpus):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bio_speech_dyt.io import write_text
-from genomics.data.layout import DataError
+from bio_speech_dyt.prepared import DataError
 
 SPLITS = ("train", "valid", "test")
 

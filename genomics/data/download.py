@@ -23,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bio_speech_dyt.io import write_json
-from genomics.data.layout import DataError
+from bio_speech_dyt.prepared import DataError
 
 _CHUNK = 1 << 20
 

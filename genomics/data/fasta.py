@@ -19,7 +19,7 @@ import pyfaidx
 from Bio import bgzf
 from tqdm import tqdm
 
-from genomics.data.layout import DataError, NotPreparedError
+from bio_speech_dyt.prepared import DataError, NotPreparedError
 from genomics.tokenizer import bytes_to_ids, normalise_bytes
 
 GENOME_FASTA = "genome.fa.gz"

@@ -26,11 +26,11 @@ import torch
 from torch.utils.data import Dataset
 
 from bio_speech_dyt.io import atomic_path, write_json
+from bio_speech_dyt.prepared import DataError, begin_prepare, finish_prepare, publish, read_stats, staging
 from genomics.data.fasta import GENOME_FASTA, Genome, convert_fasta, index_fasta
 from genomics.data.gb_sources import Example, download_package_layout, read_source
 from genomics.data.gb_tasks import KNOWN_TASKS, KnownTask
 from genomics.data.hg38 import open_genome
-from genomics.data.layout import DataError, begin_prepare, finish_prepare, publish, read_stats, staging
 from genomics.tokenizer import PAD_ID, bytes_to_ids, normalise_bytes, reverse_complement_ids
 
 LABELS = "labels.json"

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, TextIO
 
+from bio_speech_dyt.prepared import DataError
 from genomics.data.fasta import Genome
-from genomics.data.layout import DataError
 from genomics.tokenizer import DNATokenizer, reverse_complement
 
 GB_SPLITS = ("train", "test")

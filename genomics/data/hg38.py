@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bio_speech_dyt.prepared import begin_prepare, finish_prepare, publish, read_stats, staging
 from genomics.data.bed import Intervals, read_bed, seeded_split, write_bed
 from genomics.data.download import RemoteFile, download
 from genomics.data.fasta import GENOME_FASTA, N_BIN, Genome, convert_fasta, index_fasta
-from genomics.data.layout import begin_prepare, finish_prepare, publish, read_stats, staging
 
 BED = "sequences.bed"
 HG38_BASE_URL = "https://storage.googleapis.com/basenji_barnyard2"

@@ -3,8 +3,11 @@
 Layout read: ``ROOT/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` with
 ``<speaker>-<chapter>.trans.txt`` beside the audio. Written: ``train.tsv``, ``valid.tsv``,
 ``{train,valid}.{wrd,ltr}`` when every utterance of the split has a transcript,
-``skipped.tsv`` and ``stats.json``. Every file is written atomically, so an interrupted run
-leaves the previous outputs (or none), never a half-written manifest.
+``skipped.tsv`` and ``stats.json``, as every prepare (:mod:`bio_speech_dyt.prepared`): staged,
+then published with ``stats.json`` — the completion marker, with each file's size and SHA-256 —
+written last. A run killed at any point leaves a folder that :func:`read_prepared` (and the
+pretraining job) refuses until a re-run completes it; a truncated manifest or stats.json is
+detected the same way.
 
 Audio must be 16 kHz mono: other rates need ``--resample``, more channels ``--downmix``
 (converted files are written under ``OUT/audio``, never beside the input; the manifest root
@@ -23,11 +26,13 @@ from typing import Sequence
 
 import soundfile as sf
 
-from bio_speech_dyt.io import atomic_path, write_json, write_text
+from bio_speech_dyt.io import atomic_path, write_text
+from bio_speech_dyt.prepared import begin_prepare, finish_prepare, publish, read_stats, staging
 from speech.data.audio import SAMPLE_RATE, AudioError, AudioInfo, check_audio, read_audio, to_mono_16k
 from speech.data.manifest import ManifestEntry, write_manifest, write_transcripts
 
 SPLITS = ("train", "valid")
+_PREPARE_CMD = "bsd prepare librispeech --root PATH/LibriSpeech --out DIR"
 
 
 @dataclasses.dataclass
@@ -188,6 +193,7 @@ def prepare_librispeech(
             "valid": [u for u in utts if u.subset in valid_names],
         }
 
+    begin_prepare(out)
     manifest_root = root
     if any(u.needs_conversion for u in utts):
         manifest_root = (out / "audio").resolve()
@@ -195,25 +201,37 @@ def prepare_librispeech(
 
     stats: dict = {"root": str(root), "manifest_root": str(manifest_root), "sample_rate": SAMPLE_RATE, "seed": seed,
                    "valid_fraction": valid_fraction if valid_names is None else None, "splits": {}, "transcripts": {}}
-    for split, members in splits.items():
-        write_manifest(out / f"{split}.tsv", manifest_root, [ManifestEntry(u.rel, u.num_samples) for u in members])
-        stats["splits"][split] = _split_stats(members)
-        have = sum(u.transcript is not None for u in members)
-        if members and have == len(members):
-            write_transcripts(out, split, [u.transcript for u in members])
-            stats["transcripts"][split] = "written"
-        else:
-            for ext in ("wrd", "ltr"):  # never leave a stale transcript file misaligned with the new manifest
-                (out / f"{split}.{ext}").unlink(missing_ok=True)
-            stats["transcripts"][split] = f"{have} of {len(members)} utterances have one; .wrd/.ltr not written"
-    write_text(out / "skipped.tsv", "".join(f"{rel}\t{reason}\n" for rel, reason in skipped))
+    with staging(out) as tmp:
+        names = []
+        for split, members in splits.items():
+            write_manifest(tmp / f"{split}.tsv", manifest_root, [ManifestEntry(u.rel, u.num_samples) for u in members])
+            names.append(f"{split}.tsv")
+            stats["splits"][split] = _split_stats(members)
+            have = sum(u.transcript is not None for u in members)
+            if members and have == len(members):
+                write_transcripts(tmp, split, [u.transcript for u in members])
+                names += [f"{split}.wrd", f"{split}.ltr"]
+                stats["transcripts"][split] = "written"
+            else:
+                stats["transcripts"][split] = f"{have} of {len(members)} utterances have one; .wrd/.ltr not written"
+        write_text(tmp / "skipped.tsv", "".join(f"{rel}\t{reason}\n" for rel, reason in skipped))
+        publish(tmp, out, [*names, "skipped.tsv"])
+    for stale in {f"{split}.{ext}" for split in SPLITS for ext in ("wrd", "ltr")} - set(names):
+        (out / stale).unlink(missing_ok=True)  # never leave a transcript file misaligned with the new manifest
     stats["skipped"] = {"total": len(skipped), "by_reason": dict(sorted(Counter(r for _, r in skipped).items()))}
     stats["converted"] = {
         "resampled": sum(u.info.sample_rate != SAMPLE_RATE for u in utts),
         "downmixed": sum(u.info.channels != 1 for u in utts),
     }
-    write_json(out / "stats.json", stats)
+    stats = finish_prepare(out, stats)
     tr, va = stats["splits"]["train"], stats["splits"]["valid"]
     print(f"{out}: train {tr['utterances']} utts / {tr['speakers']} speakers / {tr['hours']:.3f} h; "
           f"valid {va['utterances']} utts / {va['speakers']} speakers / {va['hours']:.3f} h; skipped {len(skipped)}")
     return stats
+
+
+def read_prepared(directory: Path) -> dict:
+    """``stats.json`` of a folder written by ``bsd prepare librispeech|synthetic``, after checking
+    that the prepare completed and that every file it lists has its recorded size
+    (:class:`~bio_speech_dyt.prepared.NotPreparedError` otherwise)."""
+    return read_stats(directory, "LibriSpeech-style folder", _PREPARE_CMD)

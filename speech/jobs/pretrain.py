@@ -21,6 +21,7 @@ from bio_speech_dyt.config import JobConfig, OptimConfig, load_config, to_dict
 from bio_speech_dyt.io import write_json
 from bio_speech_dyt.train import BaseModule, load_module_weights, run_training
 from speech.data.dataset import make_loader
+from speech.data.prepare import read_prepared
 from speech.loss import eval_loss, forward_loss
 from speech.models.wav2vec2 import Wav2Vec2ModelConfig, build_wav2vec2
 
@@ -129,6 +130,7 @@ def _final_metrics(module: Wav2Vec2Module, val_loader) -> Callable[[L.Trainer], 
 def run(cfg: Wav2Vec2PretrainConfig, run_dir: Path, resume: bool) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # model init is part of the seeded run
     data = Path(cfg.data.path)
+    read_prepared(data)  # refuses an interrupted or corrupted prepare before any manifest is read
     train_loader, val_loader = loaders(cfg, data / cfg.data.train_manifest, data / cfg.data.valid_manifest)
     t = cfg.trainer
     total_steps = t.max_steps if t.max_steps > 0 else (t.max_epochs or 1) * len(train_loader)

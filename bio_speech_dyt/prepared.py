@@ -1,4 +1,5 @@
-"""Prepared-data folders: staging, completion marker, and the checks loaders run.
+"""Prepared-data folders (every ``bsd prepare``: hg38, GenomicBenchmarks, LibriSpeech): staging,
+completion marker, and the checks loaders run.
 
 A prepare writes every file into a staging folder inside ``out`` (validating as it goes), then
 removes ``stats.json``, moves the finished files into ``out`` with ``os.replace`` and writes
@@ -55,15 +56,18 @@ def publish(staged: Path, out: Path, names: list[str]) -> None:
         os.replace(staged / name, out / name)
 
 
-def finish_prepare(out: Path, stats: dict[str, Any]) -> None:
+def finish_prepare(out: Path, stats: dict[str, Any]) -> dict[str, Any]:
     """Write ``stats.json`` — the completion marker — last, with the size and SHA-256 of every
-    output file so that a later corruption (truncation, overwrite) is detected before use."""
+    output file so that a later corruption (truncation, overwrite) is detected before use;
+    returns what it wrote."""
     files = {
         p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
         for p in sorted(out.iterdir())
         if p.is_file() and p.name != STATS and not p.name.startswith(".")
     }
-    write_json(out / STATS, {**stats, "files": files})
+    stats = {**stats, "files": files}
+    write_json(out / STATS, stats)
+    return stats
 
 
 def _sha256(path: Path) -> str:
@@ -90,14 +94,21 @@ def verify_files(directory: Path, stats: dict[str, Any], *, checksums: bool = Fa
 
 
 def read_stats(directory: Path, what: str, command: str) -> dict[str, Any]:
-    """``stats.json`` of a prepared folder, or :class:`NotPreparedError` saying how to make it."""
+    """``stats.json`` of a prepared folder, or :class:`NotPreparedError` saying how to make it
+    (no or an unreadable ``stats.json``, a listed file missing or of another size). A
+    ``stats.json`` without ``files`` (written before files were recorded) is not checked further."""
     path = Path(directory) / STATS
     if not path.is_file():
         raise NotPreparedError(
             f"{directory}: not a prepared {what} (no {STATS}; missing, or its prepare was interrupted): "
             f"run `{command}`"
         )
-    stats = json.loads(path.read_text())
+    try:
+        stats = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        stats = None
+    if not isinstance(stats, dict):  # truncated or overwritten
+        raise NotPreparedError(f"{path} is not a JSON object: the prepared folder is corrupted; re-run `{command}`")
     try:
         verify_files(Path(directory), stats)
     except NotPreparedError as e:
