@@ -120,7 +120,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        key_t, value_t = typing.get_args(tp) or (Any, Any)
+        return {_coerce(k, key_t, where): _coerce(v, value_t, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "6e-4" (no dot) as a string
             try:

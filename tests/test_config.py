@@ -41,9 +41,22 @@ def test_unknown_key_lists_valid_keys(tmp_path):
         load_config(Cfg, None, ["trainer.max_step=3"])
 
 
+@dataclasses.dataclass
+class SpeechModelCfg:
+    alpha_overrides: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class SpeechCfg(JobConfig):
+    model: SpeechModelCfg = dataclasses.field(default_factory=SpeechModelCfg)
+
+
 def test_wrong_type_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="trainer.max_steps: expected int, got 'many'"):
         load_config(Cfg, None, ["trainer.max_steps=many"])
+    with pytest.raises(ConfigError, match=r"alpha_overrides.encoder: expected float, got \{'x': 2\}"):
+        # a dotted --set key inside a mapping field nests; the error says so instead of ignoring it
+        load_config(SpeechCfg, None, ["model.alpha_overrides.encoder.x=2"])
     with pytest.raises(ConfigError, match="model.d_model: expected int, got 1.5"):
         load_config(Cfg, None, ["model.d_model=1.5"])
     with pytest.raises(ConfigError, match="config file not found: .*nope.yaml"):

@@ -26,6 +26,15 @@ def test_tiny_1k_parameter_count(norm, expected):
         assert not any(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
 
 
+def test_embed_init_std_scales_only_the_embedding():
+    torch.manual_seed(0)
+    published = HyenaDNA(HyenaDNAConfig(d_model=256, n_layer=1, d_inner=64, l_max=66))
+    unit = HyenaDNA(HyenaDNAConfig(d_model=256, n_layer=1, d_inner=64, l_max=66, embed_init_std=1.0))
+    assert published.embedding.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    assert unit.embedding.weight.std().item() == pytest.approx(1.0, rel=0.1)
+    assert unit.layers[0].mlp.fc1.weight.std().item() == pytest.approx(0.02, rel=0.1)
+
+
 def test_filter_parameters_have_no_weight_decay():
     from bio_speech_dyt.train import no_decay_names
 

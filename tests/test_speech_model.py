@@ -43,6 +43,10 @@ def test_tiny_swaps_and_layer_norm_extractor():
     assert len(swapped) == 4 * 2 + 2 and len(kept) == 1
     swapped, kept = _swaps(arch="tiny", extractor_mode="layer_norm")
     assert len(swapped) == 10 + 7 and kept == []
+    # the ablation of docs/speech-cpu-recipe.md: keep the post-extraction LayerNorm, DyT elsewhere
+    swapped, kept = _swaps(arch="tiny", norm_order="pre", layer_norm_features=False,
+                           keep_norms=["encoder_frontend.post_extract_layer_norm"])
+    assert len(swapped) == 4 * 2 + 1 and "encoder_frontend.post_extract_layer_norm (StandardLayerNorm)" in kept
 
 
 def test_dyt_model_has_no_layernorm_left():

@@ -41,6 +41,7 @@ class HyenaDNAConfig:
     alpha_init: Union[float, dict] = 0.5
     norm_eps: float = 1e-5
     initializer_range: float = 0.02
+    embed_init_std: float | None = None  # None: initializer_range (published); see the CPU GB configs
 
     @property
     def padded_vocab_size(self) -> int:
@@ -121,7 +122,8 @@ class HyenaDNA(nn.Module):
         by 1/sqrt(2 n_layer). (Applies to the filter MLP too, as in hyena-dna.)"""
         std = self.cfg.initializer_range
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=std)
+            emb_std = self.cfg.embed_init_std
+            nn.init.normal_(module.weight, std=emb_std if isinstance(module, nn.Embedding) and emb_std else std)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
         if isinstance(module, (HyenaOperator, Mlp)):

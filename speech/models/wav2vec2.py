@@ -45,6 +45,8 @@ class Wav2Vec2ModelConfig:
     # DyT alpha0 per module path (fnmatch, first match wins) over alpha_init, e.g.
     # {"encoder_frontend.post_extract_layer_norm": 2.0}: a norm whose input scale is far from 1
     alpha_overrides: dict[str, float] = dataclasses.field(default_factory=dict)
+    # module paths (fnmatch) that keep their LayerNorm under norm: dyt (ablations)
+    keep_norms: list[str] = dataclasses.field(default_factory=list)
     # encoder
     model_dim: int | None = None
     num_layers: int | None = None
@@ -164,7 +166,7 @@ def build_wav2vec2(cfg: Wav2Vec2ModelConfig) -> tuple[Wav2Vec2Model, ConversionR
     if cfg.norm == "layernorm":
         return model, None
     model, report = convert_norms(model, alpha_init=cfg.alpha_init, kinds=("layernorm",),
-                                  alpha_overrides=cfg.alpha_overrides)
+                                  exclude=cfg.keep_norms or None, alpha_overrides=cfg.alpha_overrides)
     return model, report
 
 
