@@ -33,6 +33,14 @@ def test_embed_init_std_scales_only_the_embedding():
     assert published.embedding.weight.std().item() == pytest.approx(0.02, rel=0.1)
     assert unit.embedding.weight.std().item() == pytest.approx(1.0, rel=0.1)
     assert unit.layers[0].mlp.fc1.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    scaled = HyenaDNA(HyenaDNAConfig(d_model=256, n_layer=0, d_inner=64, l_max=66, norm="dyt", embed_scale=50.0))
+    ids = torch.tensor([[7, 8, 9, 10]])
+    f = scaled.norm_f
+    e = scaled.embedding.weight.double()[ids]
+    expected = f.weight.double() * torch.tanh(f.alpha.double() * 50.0 * e) + f.bias.double()
+    # the blocks (here: the final norm) see 50 x the embedding; the tied LM head keeps the raw weights
+    assert torch.allclose(scaled.hidden(ids).double(), expected, atol=1e-6)
+    assert torch.allclose(scaled(ids).double(), expected @ scaled.embedding.weight.double().T, atol=1e-5)
 
 
 def test_filter_parameters_have_no_weight_decay():

@@ -13,11 +13,13 @@ with long context beats the k-mer model (repeat copies, periods > 8, duplication
 
 Task ``synthetic_promoters`` (negative/positive, 170–200 bp, max_length 200): positives carry a
 CCAAT-like box followed 30–50 bp downstream by a TATA-like box, each sampled from a position
-weight matrix (90% consensus per base), either strand (the construct reverse-complemented in 30%);
-negatives are background (40%), carry one box only (40%), or both boxes in the wrong order or
-spacing (20%); 4% of labels are flipped (ceiling ~96%). Bag-of-k-mers models cannot separate the
-last negatives from positives. Measured: HyenaDNA d64 (LayerNorm) from scratch reaches 60% test
-accuracy after 8 epochs on 2 CPU cores and is still rising.
+weight matrix (90% consensus per base), either strand (the construct reverse-complemented in 30%),
+and, as promoters overlap CpG islands, half of them sit on CpG-island background (GC-rich, CpG not
+depleted); negatives are isochore background (40%), carry one box only (40%), or both boxes in the
+wrong order or spacing (20%); 4% of labels are flipped (ceiling ~96%). Composition alone separates
+about three quarters; the rest needs the motifs and their order. Measured: HyenaDNA d64 from
+scratch, 4 epochs on 2 CPU cores, seed 1: 72.2% test accuracy with LayerNorm and with DyT. (Without
+the CpG-island positives the task took LayerNorm 8 epochs to reach 60%, too slow for the demo.)
 """
 from __future__ import annotations
 
@@ -159,8 +161,10 @@ def make_task(seed: int = 0) -> tuple[dict[str, TaskSplit], list[str]]:
     tables = _markov_tables(np.random.default_rng(seed))  # the genome's background model
     splits = {}
     for split, n in TASK_SIZES.items():
-        backgrounds = _sample_markov(tables, rng.integers(0, 2, size=n), TASK_MAX_LENGTH, rng)
         true = np.arange(n) % 2
+        # promoters overlap CpG islands: half the positives are drawn from the island regime
+        regime = np.where((true == 1) & (rng.random(n) < 0.5), 2, rng.integers(0, 2, size=n))
+        backgrounds = _sample_markov(tables, regime, TASK_MAX_LENGTH, rng)
         labels = np.where(rng.random(n) < 0.04, 1 - true, true)
         examples = []
         for i in range(n):

@@ -42,6 +42,7 @@ class HyenaDNAConfig:
     norm_eps: float = 1e-5
     initializer_range: float = 0.02
     embed_init_std: float | None = None  # None: initializer_range (published); see the CPU GB configs
+    embed_scale: float = 1.0  # multiplies the embedding's output (not the tied LM head)
 
     @property
     def padded_vocab_size(self) -> int:
@@ -132,6 +133,8 @@ class HyenaDNA(nn.Module):
 
     def hidden(self, input_ids: Tensor) -> Tensor:
         x = self.embedding(input_ids)
+        if self.cfg.embed_scale != 1.0:
+            x = x * self.cfg.embed_scale
         for layer in self.layers:
             x = layer(x)
         return self.norm_f(self.drop_f(x))
