@@ -87,8 +87,8 @@ def run(full: bool = False) -> list[dict]:
     hyena_len = 1024 if full else 512
     hyena = lambda norm: HyenaDNA(HyenaDNAConfig(norm=norm, embed_dropout=0.0))  # noqa: E731  tiny-1k
     caduceus = lambda norm: Caduceus(CaduceusConfig(norm=norm))  # noqa: E731  Caduceus-Ph 1k: d118, 4 layers
-    rows = _model_rows("hyenadna-tiny-1k", hyena, "layernorm", (8, hyena_len), 5 if full else 3)
-    rows += _model_rows("caduceus-ph-1k", caduceus, "rmsnorm", (4, 1024) if full else (2, 256), 3 if full else 2)
+    rows = _model_rows("hyenadna-tiny-1k", hyena, "layernorm", (8, hyena_len), 9 if full else 7)
+    rows += _model_rows("caduceus-ph-1k", caduceus, "rmsnorm", (4, 1024) if full else (2, 256), 7)
     rows.append(_scan_row(4, 1024 if full else 256, 256))  # d_model 128 -> d_inner 256
     return rows
 
