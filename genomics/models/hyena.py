@@ -119,12 +119,14 @@ class HyenaDNA(nn.Module):
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
-        """GPT-2 style: N(0, 0.02) weights, zero biases, residual output projections scaled
-        by 1/sqrt(2 n_layer). (Applies to the filter MLP too, as in hyena-dna.)"""
+        """GPT-2 style: N(0, 0.02) weights (the embedding: ``embed_init_std`` when set), zero
+        biases, residual output projections scaled by 1/sqrt(2 n_layer). (Applies to the filter
+        MLP too, as in hyena-dna.)"""
         std = self.cfg.initializer_range
         if isinstance(module, (nn.Linear, nn.Embedding)):
             emb_std = self.cfg.embed_init_std
-            nn.init.normal_(module.weight, std=emb_std if isinstance(module, nn.Embedding) and emb_std else std)
+            use_emb_std = isinstance(module, nn.Embedding) and emb_std is not None
+            nn.init.normal_(module.weight, std=emb_std if use_emb_std else std)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
         if isinstance(module, (HyenaOperator, Mlp)):
