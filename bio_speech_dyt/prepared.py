@@ -2,10 +2,11 @@
 completion marker, and the checks loaders run.
 
 A prepare writes every file into a staging folder inside ``out`` (validating as it goes), then
-removes ``stats.json``, moves the finished files into ``out`` with ``os.replace`` and writes
-``stats.json`` last. ``stats.json`` is the completion marker: a prepare killed while publishing
-leaves a folder that loaders refuse (``NotPreparedError``) until a re-run completes it, and one
-that fails validation leaves the previous complete output untouched.
+drops a ``.publishing`` marker, removes ``stats.json``, moves the finished files into ``out`` with
+``os.replace``, writes ``stats.json`` last and then removes the marker. ``stats.json`` is the
+completion marker: a prepare killed while publishing leaves a folder that loaders refuse
+(``NotPreparedError``) until a re-run completes it, and one that fails validation leaves the
+previous complete output untouched.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 from bio_speech_dyt.io import write_json
 
 STATS = "stats.json"
+PUBLISHING = ".publishing"  # present from the first move until stats.json is written
 _STAGING_PREFIX = ".staging-"
 
 
@@ -30,6 +32,12 @@ class DataError(ValueError):
 
 class NotPreparedError(FileNotFoundError):
     """A prepared-data folder is missing, incomplete (interrupted prepare) or stale."""
+
+
+def interrupted(directory: Path) -> bool:
+    """Whether a prepare into ``directory`` stopped before it finished (it left its publishing
+    marker or its staging folder)."""
+    return (Path(directory) / PUBLISHING).exists() or any(Path(directory).glob(_STAGING_PREFIX + "*"))
 
 
 def begin_prepare(out: Path) -> None:
@@ -51,6 +59,7 @@ def staging(out: Path) -> Iterator[Path]:
 
 def publish(staged: Path, out: Path, names: list[str]) -> None:
     """Mark ``out`` incomplete, then move the staged files ``names`` into it in order (each move atomic)."""
+    (out / PUBLISHING).touch()
     (out / STATS).unlink(missing_ok=True)
     for name in names:
         os.replace(staged / name, out / name)
@@ -67,6 +76,7 @@ def finish_prepare(out: Path, stats: dict[str, Any]) -> dict[str, Any]:
     }
     stats = {**stats, "files": files}
     write_json(out / STATS, stats)
+    (out / PUBLISHING).unlink(missing_ok=True)
     return stats
 
 

@@ -13,7 +13,7 @@ from speech_helpers import MICRO_MODEL, librispeech_tree
 
 from bio_speech_dyt import cli
 from bio_speech_dyt.jobs import load_checkpoint_model, pretrain, resolve
-from bio_speech_dyt.prepared import NotPreparedError
+from bio_speech_dyt.prepared import PUBLISHING, NotPreparedError
 from speech.data.synthetic import make_synthetic_speech
 from speech.jobs.evaluate import evaluate_speech
 from speech.models.wav2vec2 import build_wav2vec2
@@ -106,9 +106,27 @@ def test_pretrain_refuses_interrupted_or_corrupted_prepare(tmp_path, corpus):
     (data / "train.tsv").write_text((data / "train.tsv").read_text()[:-20])  # a truncated manifest
     with pytest.raises(NotPreparedError, match=r"train\.tsv has .* bytes.*corrupted"):
         pretrain(cfg, out=tmp_path / "run")
-    (data / "stats.json").unlink()  # a prepare killed while publishing
+    (data / PUBLISHING).touch()  # a prepare killed while publishing: its marker left, no stats.json
+    (data / "stats.json").unlink()
     with pytest.raises(NotPreparedError, match="no stats.json"):
         pretrain(cfg, out=tmp_path / "run")
+
+
+def test_external_fairseq_manifests_are_used_with_a_warning(tmp_path, corpus):
+    """A folder of fairseq manifests made elsewhere (no stats.json, no staging folder of ours)."""
+    data = tmp_path / "speech"
+    shutil.copytree(corpus, data, symlinks=True)
+    (data / "stats.json").unlink()
+    cfg = _micro_config(tmp_path, data, "layernorm")
+    with pytest.warns(UserWarning, match="not written by `bsd prepare librispeech`.*unverified"):
+        metrics = pretrain(cfg, ["trainer.max_steps=1"], out=tmp_path / "run")
+    assert metrics["steps"] == 1
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    with pytest.warns(UserWarning, match="unverified"):
+        assert evaluate_speech(ckpt, data / "valid.tsv", out=tmp_path / "eval")["utterances"] > 0
+    (data / PUBLISHING).touch()  # now it looks like our prepare was killed there: refused
+    with pytest.raises(NotPreparedError, match="no stats.json"):
+        evaluate_speech(ckpt, data / "valid.tsv", out=tmp_path / "eval")
 
 
 def test_pretrain_resume_matches_uninterrupted(tmp_path, corpus):

@@ -20,6 +20,7 @@ import dataclasses
 import math
 import os
 import random
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +28,7 @@ from typing import Sequence
 import soundfile as sf
 
 from bio_speech_dyt.io import atomic_path, write_text
-from bio_speech_dyt.prepared import begin_prepare, finish_prepare, publish, read_stats, staging
+from bio_speech_dyt.prepared import STATS, begin_prepare, finish_prepare, interrupted, publish, read_stats, staging
 from speech.data.audio import SAMPLE_RATE, AudioError, AudioInfo, check_audio, read_audio, to_mono_16k
 from speech.data.manifest import ManifestEntry, write_manifest, write_transcripts
 
@@ -230,8 +231,19 @@ def prepare_librispeech(
     return stats
 
 
-def read_prepared(directory: Path) -> dict:
+def read_prepared(directory: Path, manifests: Sequence[str] = ("train.tsv", "valid.tsv")) -> dict:
     """``stats.json`` of a folder written by ``bsd prepare librispeech|synthetic``, after checking
     that the prepare completed and that every file it lists has its recorded size
-    (:class:`~bio_speech_dyt.prepared.NotPreparedError` otherwise)."""
+    (:class:`~bio_speech_dyt.prepared.NotPreparedError` otherwise).
+
+    A folder of fairseq manifests made elsewhere (e.g. by fairseq's ``wav2vec_manifest.py``) has no
+    ``stats.json`` and no staging folder of ours: it is used as it is, with a warning that nothing
+    vouches for it (``{}`` is returned). A folder whose ``bsd prepare`` was killed is refused."""
+    directory = Path(directory)
+    external = (not (directory / STATS).exists() and not interrupted(directory)
+                and all((directory / m).is_file() for m in manifests))
+    if external:
+        warnings.warn(f"{directory}: manifests not written by `bsd prepare librispeech` (no {STATS}): "
+                      "used unverified", stacklevel=2)
+        return {}
     return read_stats(directory, "LibriSpeech-style folder", _PREPARE_CMD)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from bio_speech_dyt.io import write_json
+from speech.data.prepare import read_prepared
 from speech.jobs.pretrain import loaders, restore
 from speech.loss import Totals, eval_loss
 
@@ -23,6 +24,7 @@ def evaluate_speech(checkpoint: Path, manifest: Path, out: Path | None = None) -
     checkpoint, manifest = Path(checkpoint), Path(manifest)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    read_prepared(manifest.parent, manifests=(manifest.name,))  # refuses an interrupted or corrupted prepare
     cfg, model = restore(checkpoint)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
