@@ -1,196 +1,218 @@
-"""``bsd`` — the front door: prepare / pretrain / evaluate / report / bench / demo.
+"""``bsd`` — the front door: prepare / pretrain / evaluate / import / export / report / bench / demo.
 
-Every verb imports its domain lazily so that ``bsd --help`` is instant and a missing
-optional dependency only affects the verb that needs it.
+The core verbs (pretrain, report, bench, demo) are defined here; ``prepare`` and ``evaluate``
+sub-commands, tasks and checkpoint importers come from the installed domains
+(:mod:`bio_speech_dyt.tasks`). Every user error — bad input, config or state, a file that
+cannot be read or written — ends in one line naming the file, record or key and exit status 2;
+``BSD_DEBUG=1`` shows the traceback.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import errno
 import os
 import sys
 from pathlib import Path
 
-from bio_speech_dyt.config import ConfigError
-
-GB_HELP = "GenomicBenchmarks task"
+from bio_speech_dyt.tasks import domains
 
 
-def _seeds(text: str) -> list[int]:
+def seeds_arg(text: str) -> list[int]:
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds expects comma-separated integers, got {text!r}") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"--seeds expects non-negative integers, got {text!r}")
+    return seeds
 
 
-def _subsets(text: str) -> list[str]:
+def list_arg(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """``--set``, ``--out``, ``--resume``: the flags every job has."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", type=Path, help="run directory (default runs/CONFIG_STEM)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (finished parts are kept)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the option named in every error (``--seed: invalid int value: 'x'``)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _seed_type(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _add_domain_verbs(parent: argparse._SubParsersAction, verbs, fallback_help: str) -> None:
+    for verb in verbs:
+        p = parent.add_parser(verb.name, help=verb.help)
+        verb.add_arguments(p)
+        p.set_defaults(handler=verb.run)
+        for action in p._actions:  # every --seed is checked the same way
+            if action.dest == "seed" and action.type is int:
+                action.type = _seed_type
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="bsd",
-        description="bio-speech-dyt: DyT (Dynamic Tanh) for wav2vec 2.0 speech and HyenaDNA/Caduceus genomics pretraining.",
-    )
+    p = _Parser(prog="bsd", description="bio-speech-dyt: DyT (Dynamic Tanh) for wav2vec 2.0 speech and "
+                                         "HyenaDNA/Caduceus genomics pretraining.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    installed = domains()
 
-    # prepare ---------------------------------------------------------------------------
-    prep = verbs.add_parser("prepare", help="prepare a dataset (hg38, genomic-benchmarks, librispeech, synthetic)")
+    prep = verbs.add_parser("prepare", help="prepare a dataset (" + ", ".join(
+        [v.name for d in installed for v in d.prepare] + ["synthetic"]) + ")")
     kinds = prep.add_subparsers(dest="dataset_kind", required=True, metavar="DATASET")
-
-    hg = kinds.add_parser("hg38", help="reference genome + interval split for pretraining")
-    src = hg.add_mutually_exclusive_group(required=True)
-    src.add_argument("--fasta", type=Path, help="plain, gzip or bgzip FASTA")
-    src.add_argument("--download", action="store_true", help="fetch hg38.ml.fa.gz and sequences_human.bed")
-    hg.add_argument("--bed", type=Path, help="interval split (chr, start, end, split); default: a seeded split")
-    hg.add_argument("--seed", type=int, default=0, help="seed of the generated split when no --bed is given")
-    hg.add_argument("--out", type=Path, default=Path("data/hg38"))
-
-    gb = kinds.add_parser("genomic-benchmarks", help=GB_HELP + " for evaluation")
-    gb.add_argument("--dataset", required=True, help="task name, e.g. human_nontata_promoters")
-    src = gb.add_mutually_exclusive_group(required=True)
-    src.add_argument("--source", type=Path, help="package folder layout, CSV/TSV(.gz) file or train/test pair, or interval folder")
-    src.add_argument("--download", action="store_true", help="through the genomic-benchmarks package")
-    gb.add_argument("--fasta", type=Path, help="genome to slice an interval folder from")
-    gb.add_argument("--holdout-fraction", type=float, help="make a stratified train/test split from a test-only source")
-    gb.add_argument("--seed", type=int, default=0)
-    gb.add_argument("--out", type=Path, help="default: data/genomic-benchmarks/NAME")
-
-    ls = kinds.add_parser("librispeech", help="LibriSpeech manifests for wav2vec 2.0")
-    src = ls.add_mutually_exclusive_group(required=True)
-    src.add_argument("--root", type=Path, help="PATH/LibriSpeech with subset folders")
-    src.add_argument("--download", action="store_true", help="fetch the OpenSLR archives")
-    ls.add_argument("--train-subsets", type=_subsets)
-    ls.add_argument("--valid-subsets", type=_subsets)
-    ls.add_argument("--valid-fraction", type=float, default=0.1)
-    ls.add_argument("--seed", type=int, default=0)
-    ls.add_argument("--resample", action="store_true", help="resample other rates to 16 kHz")
-    ls.add_argument("--downmix", action="store_true", help="average stereo to mono")
-    ls.add_argument("--out", type=Path, default=Path("data/librispeech"))
-
+    for d in installed:
+        _add_domain_verbs(kinds, d.prepare, d.name)
     syn = kinds.add_parser("synthetic", help="the embedded default data, made locally (no network)")
     syn.add_argument("--out", type=Path, default=Path("data/synthetic"))
-    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--seed", type=_seed_type, default=0)
+    syn.set_defaults(handler=lambda a: prepare_synthetic(a.out, a.seed))
 
-    # pretrain --------------------------------------------------------------------------
     pt = verbs.add_parser("pretrain", help="pretrain a model from a YAML config")
     pt.add_argument("config", type=Path)
-    pt.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    pt.add_argument("--out", type=Path, help="run directory (default runs/CONFIG_STEM)")
-    pt.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.ckpt")
+    add_job_arguments(pt)
+    pt.set_defaults(handler=_pretrain)
 
-    # evaluate --------------------------------------------------------------------------
-    ev = verbs.add_parser("evaluate", help="evaluate: genomic-benchmarks fine-tuning or speech validation loss")
+    ev = verbs.add_parser("evaluate", help="evaluate: " + ", ".join(v.name for d in installed for v in d.evaluate))
     evk = ev.add_subparsers(dest="eval_kind", required=True, metavar="KIND")
-    egb = evk.add_parser("genomic-benchmarks", help="fine-tune and test on " + GB_HELP + "s")
-    egb.add_argument("config", type=Path)
-    egb.add_argument("--data", type=Path, nargs="+", required=True, help="prepared task folder(s)")
-    egb.add_argument("--checkpoint", type=Path, help="pretraining checkpoint (default: from scratch)")
-    egb.add_argument("--seeds", type=_seeds, default=None, help="e.g. 1,2,3")
-    egb.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    egb.add_argument("--out", type=Path)
-    esp = evk.add_parser("speech", help="wav2vec 2.0 validation loss in bits per masked frame")
-    esp.add_argument("--checkpoint", type=Path, required=True)
-    esp.add_argument("--manifest", type=Path, required=True)
-    esp.add_argument("--out", type=Path)
+    for d in installed:
+        _add_domain_verbs(evk, d.evaluate, d.name)
 
-    # report / bench / demo -------------------------------------------------------------
+    im = verbs.add_parser("import", help="a published checkpoint (HyenaDNA, Caduceus, wav2vec 2.0) into a run directory")
+    im.add_argument("src", help="a local folder or file, hf:REPO_ID or fairseq2:CARD")
+    im.add_argument("--out", type=Path, required=True)
+    im.add_argument("--norm", choices=["dyt"], help="convert every LayerNorm/RMSNorm to DyT")
+    im.add_argument("--alpha-init", default="0.5", help="alpha0 of the converted DyT layers, or 'fit'")
+    im.add_argument("--calibrate", type=Path, help="prepared data for --alpha-init fit")
+    im.add_argument("--trust-pickle", action="store_true", help="allow arbitrary unpickling of a trusted file")
+    im.set_defaults(handler=_import)
+
+    ex = verbs.add_parser("export", help="a LayerNorm/RMSNorm run back to its published layout")
+    ex.add_argument("run_dir", type=Path)
+    ex.add_argument("--format", choices=["hf"], default="hf")
+    ex.add_argument("--out", type=Path, required=True)
+    ex.set_defaults(handler=_export)
+
     rp = verbs.add_parser("report", help="LN-vs-DyT tables and plots from run directories")
     rp.add_argument("runs", type=Path, nargs="*")
     rp.add_argument("--out", type=Path, required=True)
     rp.add_argument("--analyze", type=Path, action="append", default=[], metavar="CKPT",
                     help="plot norm input/output curves of a checkpoint (the paper's analysis)")
+    rp.set_defaults(handler=_report)
 
     bn = verbs.add_parser("bench", help="benchmarks (print a table, write JSON)")
     bn.add_argument("what", choices=["kernel", "models", "data"])
     bn.add_argument("--full", action="store_true", help="the full grid (default: ≤ 3 min on 2 cores)")
     bn.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    bn.set_defaults(handler=_bench)
 
     dm = verbs.add_parser("demo", help="everything above on the embedded default data, small")
     dm.add_argument("--out", type=Path, default=Path("runs/demo"))
+    dm.set_defaults(handler=_demo)
     return p
 
 
-def prepare_synthetic(out: Path, seed: int = 0) -> None:
-    """The embedded default data: ``out/genome``, ``out/gb`` and ``out/speech``."""
-    from genomics.data.synthetic import prepare_synthetic_genomics
-    from speech.data.synthetic import make_synthetic_speech
-
-    prepare_synthetic_genomics(out, seed=seed)
-    make_synthetic_speech(out / "speech", seed=seed)
-
-
-def _run_benchmark(what: str, full: bool, out: Path) -> None:
-    """Benchmarks live in the source tree's benchmarks/ folder (not an installed package)."""
-    root = Path(__file__).resolve().parents[1]
-    script = root / "benchmarks" / f"bench_{what}.py"
-    if not script.is_file():
-        raise SystemExit(f"bsd bench {what}: {script} not found (bsd bench needs a source checkout)")
-    spec = importlib.util.spec_from_file_location(f"bench_{what}", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.main(full=full, out=out)
+def prepare_synthetic(out: Path, seed: int = 0) -> list[Path]:
+    """The embedded default data: every domain's part under ``out`` (genome/, gb/, speech/)."""
+    made: list[Path] = []
+    for d in domains():
+        if d.make_synthetic is not None:
+            made += d.make_synthetic(Path(out), seed)
+    return made
 
 
-def dispatch(args: argparse.Namespace) -> None:
-    if args.verb == "prepare":
-        kind = args.dataset_kind
-        if kind == "hg38":
-            from genomics.data.hg38 import prepare_hg38
+def _pretrain(a):
+    from bio_speech_dyt.jobs import pretrain
 
-            prepare_hg38(fasta=args.fasta, bed=args.bed, download=args.download, out=args.out, seed=args.seed)
-        elif kind == "genomic-benchmarks":
-            from genomics.data.gb import prepare_genomic_benchmarks
+    return pretrain(a.config, a.overrides, a.out, a.resume)
 
-            out = args.out or Path("data/genomic-benchmarks") / args.dataset
-            prepare_genomic_benchmarks(
-                dataset=args.dataset, source=args.source, fasta=args.fasta, download=args.download,
-                holdout_fraction=args.holdout_fraction, seed=args.seed, out=out,
-            )
-        elif kind == "librispeech":
-            from speech.data.prepare import prepare_librispeech
 
-            prepare_librispeech(
-                root=args.root, download=args.download, train_subsets=args.train_subsets,
-                valid_subsets=args.valid_subsets, valid_fraction=args.valid_fraction, seed=args.seed,
-                resample=args.resample, downmix=args.downmix, out=args.out,
-            )
-        elif kind == "synthetic":
-            prepare_synthetic(args.out, args.seed)
-    elif args.verb == "pretrain":
-        from bio_speech_dyt.jobs import pretrain
+def _importers():
+    return [(d.name, d.importer()) for d in domains() if d.importer is not None]
 
-        pretrain(args.config, args.overrides, args.out, args.resume)
-    elif args.verb == "evaluate":
-        if args.eval_kind == "genomic-benchmarks":
-            from genomics.jobs.gb_eval import evaluate_gb
 
-            evaluate_gb(args.config, data=args.data, checkpoint=args.checkpoint, seeds=args.seeds,
-                        overrides=args.overrides, out=args.out)
-        else:
-            from speech.jobs.evaluate import evaluate_speech
+def _import(a):
+    from bio_speech_dyt.imports import import_checkpoint
 
-            evaluate_speech(checkpoint=args.checkpoint, manifest=args.manifest, out=args.out)
-    elif args.verb == "report":
-        from bio_speech_dyt.report import make_report
+    return import_checkpoint(a.src, a.out, _importers(), norm=a.norm, alpha_init=a.alpha_init,
+                             calibrate=a.calibrate, trust_pickle=a.trust_pickle)
 
-        make_report(args.runs, out=args.out, analyze=args.analyze)
-    elif args.verb == "bench":
-        _run_benchmark(args.what, args.full, args.out)
-    elif args.verb == "demo":
-        from bio_speech_dyt.demo import run_demo
 
-        run_demo(out=args.out)
+def _export(a):
+    from bio_speech_dyt.imports import export_run
+
+    return export_run(a.run_dir, a.format, a.out, _importers())
+
+
+def _report(a):
+    from bio_speech_dyt.report import make_report
+
+    return make_report(a.runs, out=a.out, analyze=a.analyze)
+
+
+def _bench(a):
+    import importlib
+
+    importlib.import_module(f"benchmarks.bench_{a.what}").main(full=a.full, out=a.out)
+
+
+def _demo(a):
+    from bio_speech_dyt.demo import run_demo
+
+    return run_demo(out=a.out)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean bad input, config or state (exit 2), not a bug."""
+    from bio_speech_dyt.config import ConfigError
+    from bio_speech_dyt.locks import LockedError
+    from bio_speech_dyt.train.module import NonFiniteLossError
+
+    return (ConfigError, FileNotFoundError, FileExistsError, ValueError, LockedError, NonFiniteLossError,
+            PermissionError, NotADirectoryError, IsADirectoryError, UnicodeError)
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for a file-system failure, with the path and what to do."""
+    path = e.filename or "?"
+    if e.errno == errno.ENOSPC:
+        return f"{path}: no space left on the device; free space or choose another --out (nothing was published)"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{path}: permission denied; choose a writable --out"
+    if e.errno == errno.ENOTDIR:
+        return f"{path}: a path component is a file, not a folder; choose another --out"
+    return f"{path}: {e.strerror or e}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    verb = args.verb
     try:
-        dispatch(args)
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as e:
+        args.handler(args)
+    except user_errors() as e:
         if os.environ.get("BSD_DEBUG"):
             raise
-        print(f"bsd {args.verb}: error: {e}  (set BSD_DEBUG=1 for a traceback)", file=sys.stderr)
+        text = describe_os_error(e) if isinstance(e, OSError) and e.errno else str(e)
+        print(f"bsd {verb}: error: {text}  (set BSD_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, I/O errors: the state is intact, the cause is outside
+        if os.environ.get("BSD_DEBUG") or not e.errno:
+            raise
+        print(f"bsd {verb}: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,16 +1,20 @@
 """Typed configs: dataclasses with defaults, loaded from YAML, overridden by ``--set a.b=c``.
 
 Every job config is a dataclass tree. ``load_config(cls, path, overrides)`` builds it and
-raises :class:`ConfigError` for unknown keys (listing the valid ones), wrong types and
-missing files. ``to_dict`` gives the fully resolved form written to ``RUN_DIR/config.yaml``.
+raises :class:`ConfigError` for unknown keys (listing the valid ones), wrong types, values out
+of range and missing files — before a job writes anything. Closed choices are ``Literal``
+types; ranges are ``Annotated[float, Range(...)]``; every float must be finite. A YAML may
+extend another with ``base: OTHER.yaml`` (relative to the file) and state only what differs.
+``to_dict`` gives the fully resolved form written to ``RUN_DIR/config.yaml``.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Annotated, Any, Literal, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -33,49 +37,95 @@ class ConfigError(ValueError):
     """A config file or override that cannot be applied."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A bound on a number: ``Annotated[int, Range(min=1)]``; ``allow`` lists extra accepted values
+    (e.g. ``-1`` for "unbounded")."""
+
+    min: float | None = None
+    max: float | None = None
+    min_open: bool = False  # min itself excluded
+    allow: tuple = ()
+
+    def check(self, value: Any, where: str) -> None:
+        if value is None or value in self.allow:
+            return
+        low_bad = self.min is not None and (value <= self.min if self.min_open else value < self.min)
+        if low_bad or (self.max is not None and value > self.max):
+            lo = "" if self.min is None else ("> " if self.min_open else ">= ") + f"{self.min:g}"
+            hi = "" if self.max is None else f"<= {self.max:g}"
+            extra = f" (or {', '.join(map(str, self.allow))})" if self.allow else ""
+            raise ConfigError(f"{where}: must be {' and '.join(x for x in (lo, hi) if x)}{extra}, got {value!r}")
+
+
+Positive = Range(min=0, min_open=True)
+NonNegative = Range(min=0)
+AtLeastOne = Range(min=1)
+Fraction = Range(min=0, max=1)
+
+
+#: what Lightning's ``Trainer(precision=...)`` accepts (ints as YAML writes them)
+Precision = Literal[64, 32, 16, "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "bf16-true",
+                    "16-mixed", "bf16-mixed", "transformer-engine", "transformer-engine-float16"]
+
+
 @dataclasses.dataclass
 class OptimConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    scheduler: str = "cosine"  # cosine | polynomial | constant
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0  # cosine floor / polynomial end, as a fraction of lr
-    power: float = 1.0  # polynomial decay power
-    gradient_clip_val: float = 1.0  # 0 disables clipping
+    lr: Annotated[float, Positive] = 1e-3
+    weight_decay: Annotated[float, NonNegative] = 0.1
+    betas: tuple[Annotated[float, Fraction], Annotated[float, Fraction]] = (0.9, 0.999)
+    eps: Annotated[float, Positive] = 1e-8
+    scheduler: Literal["cosine", "polynomial", "constant"] = "cosine"
+    warmup_steps: Annotated[int, NonNegative] = 0
+    min_lr_ratio: Annotated[float, Fraction] = 0.0  # cosine floor / polynomial end, as a fraction of lr
+    power: Annotated[float, Positive] = 1.0  # polynomial decay power
+    gradient_clip_val: Annotated[float, NonNegative] = 1.0  # 0 disables clipping
 
 
 @dataclasses.dataclass
 class TrainerConfig:
-    max_steps: int = -1
-    max_epochs: int | None = None
-    checkpoint_every_n_steps: int = 500
-    val_check_interval: int | None = None  # in optimizer steps; None = once per epoch
-    limit_val_batches: int | None = None
-    log_every_n_steps: int = 10
-    devices: int | str = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    accelerator: str = "auto"
-    accumulate_grad_batches: int = 1
+    max_steps: Annotated[int, Range(min=1, allow=(-1,))] = -1  # -1: bounded by max_epochs
+    max_epochs: Annotated[int, AtLeastOne] | None = None
+    checkpoint_every_n_steps: Annotated[int, AtLeastOne] = 500
+    val_check_interval: Annotated[int, AtLeastOne] | None = None  # in optimizer steps; None = once per epoch
+    limit_val_batches: Annotated[int, AtLeastOne] | None = None
+    log_every_n_steps: Annotated[int, AtLeastOne] = 10
+    devices: Annotated[int, AtLeastOne] | Literal["auto"] = 1
+    num_nodes: Annotated[int, AtLeastOne] = 1
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp", "single_device"] = "auto"
+    precision: Precision = "32-true"  # as Lightning accepts it: 32, "bf16-mixed", 16, ...
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    accumulate_grad_batches: Annotated[int, AtLeastOne] = 1
     deterministic: bool = False
-    nonfinite_loss: str = "stop"  # stop | skip
+    nonfinite_loss: Literal["stop", "skip"] = "stop"
     progress_bar: bool = True
+    loggers: list[Literal["csv", "tensorboard", "wandb"]] = dataclasses.field(default_factory=lambda: ["csv"])
 
 
-def read_yaml(path: str | Path) -> dict:
+BASE_KEY = "base"
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A YAML mapping; ``base: OTHER.yaml`` (relative to this file) is read first and this
+    file's keys are merged over it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
-    return data
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'base' must be a file name, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in _seen:
+        raise ConfigError(f"{path}: 'base' chain loops back to {base_path}")
+    return deep_merge(read_yaml(base_path, (*_seen, path.resolve())), data)
 
 
 def _type_name(tp: Any) -> str:
@@ -87,6 +137,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
+    if origin is Annotated:
+        inner, *constraints = typing.get_args(tp)
+        value = _coerce(value, inner, where)
+        for c in constraints:
+            if isinstance(c, Range):
+                c.check(value, where)
+        return value
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        for c in choices:  # exact type too: True is not 1, "32" and 32 are both listed where valid
+            if value == c and type(value) is type(c):
+                return value
+        raise ConfigError(f"{where}: must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
     if origin in (typing.Union, types.UnionType):
         errors = []
         for arm in typing.get_args(tp):
@@ -98,6 +161,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arm, where)
             except ConfigError as e:
                 errors.append(str(e))
+        # a value of the right type but out of range says so, rather than listing the types
+        specific = [e for e in errors if not e.startswith(f"{where}: expected")]
+        if specific:
+            raise ConfigError(specific[0])
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
@@ -125,11 +192,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "6e-4" (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected float, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -151,7 +220,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a mapping; unknown keys are an error listing valid keys."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from bio_speech_dyt.dyt import DyT
-from bio_speech_dyt.norms import AlphaInit, resolve_alpha
+from bio_speech_dyt.norms import AlphaInit, alpha_for
 
 __all__ = ["convert_norms", "classify_norm", "ConversionReport", "SwapRecord", "FusedAddNormError", "MambaStyleDyT"]
 
@@ -249,11 +249,7 @@ def convert_norms(
 
     for i, (path, module, kind, flavour) in enumerate(targets):
         role = role_fn(path, i == final_idx)
-        alpha0 = resolve_alpha(alpha_init, role)
-        for pattern, value in (alpha_overrides or {}).items():
-            if fnmatch.fnmatchcase(path, pattern):
-                alpha0 = float(value)
-                break
+        alpha0 = alpha_for(path, role, alpha_init, alpha_overrides)
         new = _make_dyt(module, kind, flavour, alpha0, copy_affine)
         parent_path, _, attr = path.rpartition(".")
         parent = model.get_submodule(parent_path) if parent_path else model

@@ -12,41 +12,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-CONFIGS = Path("configs")
 DATA = Path("data/synthetic")
-NORMS = ("layernorm", "dyt")
-
-
-def _evaluate_gb(norm: str, checkpoint: Path, out: Path) -> None:
-    from genomics.jobs.gb_eval import evaluate_gb
-
-    evaluate_gb(CONFIGS / "genomics/cpu" / f"hyenadna_tiny_gb_{norm}.yaml", data=[DATA / "gb"],
-                checkpoint=checkpoint, seeds=None, overrides=[], out=out)
-
-
-def _evaluate_speech(norm: str, checkpoint: Path, out: Path) -> None:
-    from speech.jobs.evaluate import evaluate_speech
-
-    evaluate_speech(checkpoint=checkpoint, manifest=DATA / "speech" / "valid.tsv", out=out)
-
-
-#: (run-name prefix, model, pretraining config, evaluation title, evaluation run suffix, evaluation)
-PIPELINES = (
-    ("hyenadna", "HyenaDNA", "genomics/cpu/hyenadna_tiny_pretrain_{norm}.yaml", "GenomicBenchmarks fine-tuning",
-     "gb", _evaluate_gb),
-    ("wav2vec2", "wav2vec 2.0", "speech/cpu/wav2vec2_tiny_{norm}.yaml", "wav2vec 2.0 validation",
-     "eval", _evaluate_speech),
-)
 
 
 def _step(title: str, run_dir: Path, fn) -> Path:
-    """Run ``fn(resume)`` into ``run_dir`` unless it already finished (a ``metrics.json``)."""
-    if (run_dir / "metrics.json").is_file():
-        print(f"[demo] {title}: reusing {run_dir}")
-        return run_dir
+    """Run ``fn(resume)`` into ``run_dir``; an earlier attempt is resumed (a finished one is
+    kept by the harness as it is)."""
     print(f"[demo] {title} -> {run_dir}")
     t0 = time.perf_counter()
-    fn(run_dir.exists())  # an interrupted earlier attempt is continued
+    fn(run_dir.exists())
     print(f"[demo] {title}: {time.perf_counter() - t0:.0f} s")
     return run_dir
 
@@ -59,6 +33,7 @@ def run_demo(out: Path = Path("runs/demo")) -> dict:
     from bio_speech_dyt.cli import prepare_synthetic
     from bio_speech_dyt.jobs import pretrain
     from bio_speech_dyt.report import make_report
+    from bio_speech_dyt.tasks import domains
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -69,17 +44,17 @@ def run_demo(out: Path = Path("runs/demo")) -> dict:
 
     runs: list[Path] = []
     pretrained: list[Path] = []
-    for prefix, model, config, eval_title, eval_suffix, evaluate in PIPELINES:
-        for norm in NORMS:
-            pt_dir = out / f"{prefix}_pretrain_{norm}"
-            cfg = CONFIGS / config.format(norm=norm)
-            runs.append(_step(f"{model} pretraining ({norm})", pt_dir,
+    for step in (s for d in domains() for s in d.demo):
+        for norm in step.norms:
+            pt_dir = out / f"{step.name}_pretrain_{norm}"
+            cfg = Path(step.pretrain_config.format(norm=norm))
+            runs.append(_step(f"{step.title} pretraining ({norm})", pt_dir,
                               lambda resume, c=cfg, d=pt_dir: pretrain(c, [], d, resume)))
             ckpt = pt_dir / "checkpoints" / "last.ckpt"
             pretrained.append(ckpt)
-            ev_dir = out / f"{prefix}_{eval_suffix}_{norm}"
-            runs.append(_step(f"{eval_title} ({norm})", ev_dir,
-                              lambda resume, n=norm, k=ckpt, d=ev_dir, f=evaluate: f(n, k, d)))
+            ev_dir = out / f"{step.name}_{step.evaluate_suffix}_{norm}"
+            runs.append(_step(f"{step.evaluate_title} ({norm})", ev_dir,
+                              lambda resume, n=norm, k=ckpt, d=ev_dir, f=step.evaluate: f(n, k, d, resume)))
 
     data = make_report(runs, out=out, analyze=pretrained)
     print(console_summary(out / "report.md"))

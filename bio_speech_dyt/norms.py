@@ -1,17 +1,25 @@
 """Norm factory shared by every model: ``make_norm("layernorm" | "rmsnorm" | "dyt", dim, ...)``.
 
-Models take a norm kind and ``alpha_init`` at construction (DESIGN: factories, not patches).
-``alpha_init`` is a float, or a per-role mapping as the paper's LLaMA recipe uses:
-``{"attention": a, "other": b, "final": c}`` (missing roles fall back to ``default`` or 0.5).
+Models take a norm kind and ``alpha_init`` at construction (factories, not patches).
+alpha0 is set one way in every model of both domains:
+
+- ``alpha_init``: a float, or a per-role mapping as the paper's LLaMA recipe uses:
+  ``{"attention": a, "other": b, "final": c}`` (missing roles fall back to ``default`` or 0.5);
+- ``alpha_overrides``: ``{module-path pattern: alpha0}`` (fnmatch, first match wins) over the
+  role's value, e.g. ``{"layers.1.norm2": 1.0}`` — applied by :func:`alpha_for` (when
+  converting) or :func:`apply_alpha_overrides` (after a model built its DyT layers).
 """
 from __future__ import annotations
 
-from typing import Mapping, Union
+import fnmatch
+from typing import Literal, Mapping, Union
 
+import torch
 from torch import nn
 
 from bio_speech_dyt.dyt import DyT
 
+NormKind = Literal["layernorm", "rmsnorm", "dyt"]
 NORM_KINDS = ("layernorm", "rmsnorm", "dyt")
 ROLES = ("attention", "other", "final")
 
@@ -28,6 +36,36 @@ def resolve_alpha(alpha_init: AlphaInit, role: str = "other") -> float:
             raise ValueError(f"alpha_init has unknown role(s) {sorted(unknown)}; valid: {ROLES + ('default',)}")
         return float(alpha_init.get(role, alpha_init.get("default", 0.5)))
     return float(alpha_init)
+
+
+def alpha_for(path: str, role: str, alpha_init: AlphaInit, overrides: Mapping[str, float] | None = None) -> float:
+    """alpha0 of the norm at module ``path``: the first matching override, else its role's."""
+    for pattern, value in (overrides or {}).items():
+        if fnmatch.fnmatchcase(path, pattern):
+            return float(value)
+    return resolve_alpha(alpha_init, role)
+
+
+def apply_alpha_overrides(model: nn.Module, overrides: Mapping[str, float] | None) -> list[str]:
+    """Re-initialise the alpha of every DyT whose path matches a pattern; returns the paths set.
+    A pattern that matches no DyT is an error (a typo would otherwise be silently ignored)."""
+    if not overrides:
+        return []
+    dyts = [(name, m) for name, m in model.named_modules() if isinstance(m, DyT)]
+    unused = [p for p in overrides if not any(fnmatch.fnmatchcase(n, p) for n, _ in dyts)]
+    if unused:
+        raise ValueError(f"alpha_overrides pattern(s) {unused} match no DyT layer; DyT paths: "
+                         f"{', '.join(n for n, _ in dyts[:8])}{' ...' if len(dyts) > 8 else ''}")
+    done = []
+    with torch.no_grad():
+        for name, m in dyts:
+            for pattern, value in overrides.items():
+                if fnmatch.fnmatchcase(name, pattern):
+                    m.alpha_init = float(value)
+                    m.alpha.fill_(float(value))
+                    done.append(name)
+                    break
+    return done
 
 
 def make_norm(

@@ -71,9 +71,10 @@ class _CsvTable:
 
 
 class RunFiles(L.Callback):
-    """Writes ``metrics.csv`` (one row per logged step, validation rows too), ``alpha.csv``
-    (every DyT alpha, every step) and measures throughput (items/s, first step excluded:
-    it carries compilation and warm-up)."""
+    """Writes ``metrics.csv`` (one row per logged optimizer step — micro-batches of an accumulated
+    step are one row — and validation rows), ``alpha.csv`` (every DyT alpha, every optimizer
+    step), forwards both to the Lightning loggers, and measures throughput (items/s, first step
+    excluded: it carries compilation and warm-up)."""
 
     def __init__(self, run_dir: Path, log_every_n_steps: int = 1):
         self.metrics = _CsvTable(run_dir / "metrics.csv")
@@ -84,11 +85,13 @@ class RunFiles(L.Callback):
         self.seconds = 0.0
         self._dyt: list[tuple[str, DyT]] = []
         self._pending_rng: dict | None = None
+        self._last_step = -1
 
     # -- lifecycle ----------------------------------------------------------------
     def on_train_start(self, trainer, pl_module):  # after a resumed checkpoint is restored
         self._dyt = [(n.removeprefix("model."), m) for n, m in pl_module.named_modules() if isinstance(m, DyT)]
         step = trainer.global_step
+        self._last_step = step
         self.metrics.load(step)
         self.alphas.load(step)
         sampler = getattr(trainer.train_dataloader, "batch_sampler", None)
@@ -104,25 +107,37 @@ class RunFiles(L.Callback):
             self._t_last = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if step == self._last_step:  # a micro-batch inside an accumulated step: no row yet
+            return
+        self._last_step = step
+        logs, items = pl_module.close_step()
         now = time.perf_counter()
-        if trainer.global_step > 1 and self._t_last is not None:  # skip the first (warm-up) step
-            self.items += pl_module.last_items
+        if step > 1 and self._t_last is not None:  # skip the first (warm-up) step
+            self.items += items
             self.seconds += now - self._t_last
         self._t_last = now
-        step = trainer.global_step
         if self._dyt and trainer.is_global_zero:
             row = {"step": step}
             row.update({name: float(m.alpha.detach().float().reshape(-1)[0]) for name, m in self._dyt})
             self.alphas.rows.append(row)
-        if step % self.log_every == 0 or step == 1:
+            self._to_loggers(trainer, {f"alpha/{k}": v for k, v in row.items() if k != "step"}, step)
+        if logs and (step % self.log_every == 0 or step == 1):
             row = {"step": step, "epoch": trainer.current_epoch}
-            row.update(pl_module.last_train_logs)
+            row.update(logs)
             opt = trainer.optimizers[0] if trainer.optimizers else None
             if opt is not None:
                 row["lr"] = opt.param_groups[0]["lr"]
             if self.seconds > 0:
                 row[pl_module.throughput_key] = self.items / self.seconds
             self.metrics.rows.append(row)
+            self._to_loggers(trainer, {k: v for k, v in row.items() if k not in ("step", "epoch")}, step)
+
+    @staticmethod
+    def _to_loggers(trainer, values: dict, step: int) -> None:
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(values, step)
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking:
@@ -130,6 +145,7 @@ class RunFiles(L.Callback):
         vals = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("valid_") and torch.is_tensor(v)}
         if vals:
             self.metrics.rows.append({"step": trainer.global_step, "epoch": trainer.current_epoch, **vals})
+            self._to_loggers(trainer, vals, trainer.global_step)
         self._flush(trainer)
         self._t_last = None  # validation time is not training time
 

@@ -7,6 +7,7 @@ non-finite-loss guard.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -44,9 +45,10 @@ class BaseModule(L.LightningModule):
         self.optim_cfg = optim
         self.total_steps = total_steps
         self.nonfinite_loss = nonfinite_loss
-        self.last_train_logs: dict[str, float] = {}
+        self.last_train_logs: dict[str, float] = {}  # of the last optimizer step
         self.last_items = 0
         self.skipped_steps = 0
+        self._micro: list[tuple[dict[str, float], int]] = []  # micro-batches of the step under way
 
     # -- to implement -----------------------------------------------------------------
     def compute_loss(self, batch: Any, stage: str) -> tuple[Tensor, dict[str, Tensor | float], int]:
@@ -65,18 +67,34 @@ class BaseModule(L.LightningModule):
         if not math.isfinite(logs["train_loss"]):
             step = self.trainer.global_step
             if self.nonfinite_loss == "stop":
+                ckpt_dir = Path(self.trainer.default_root_dir) / "checkpoints"
+                where = (f"the last good checkpoint is {ckpt_dir / 'last.ckpt'} (resume with --resume)"
+                         if (ckpt_dir / "last.ckpt").is_file() else
+                         "no checkpoint was written yet: lower optim.lr or check model.alpha_init and the data")
                 raise NonFiniteLossError(
-                    f"non-finite training loss ({logs['train_loss']}) at step {step}; stopping. "
-                    f"The last good checkpoint is in the run's checkpoints/ (resume with --resume); "
-                    f"set trainer.nonfinite_loss=skip to skip such updates instead."
+                    f"non-finite training loss ({logs['train_loss']}) at step {step}; stopping: {where}; "
+                    f"or set trainer.nonfinite_loss=skip to skip such updates."
                 )
             self.skipped_steps += 1
             self.print(f"warning: non-finite loss at step {step}; update skipped ({self.skipped_steps} so far)")
             return None
-        self.last_train_logs = logs
-        self.log_dict(logs, prog_bar=False, on_step=True, on_epoch=False, batch_size=max(1, items))
+        self._micro.append((logs, self.last_items))
         self.log("loss", logs["train_loss"], prog_bar=True, on_step=True, on_epoch=False, logger=False)
         return loss
+
+    def close_step(self) -> tuple[dict[str, float], int]:
+        """Called once per optimizer step (by :class:`RunFiles`): the step's logs, the
+        item-weighted mean over its micro-batches (with a plain mean loss over samples, that is
+        the loss of the whole accumulated batch), and its items."""
+        micro, self._micro = self._micro, []
+        items = sum(n for _, n in micro)
+        if not micro:
+            return {}, 0
+        weights = [n / items if items else 1 / len(micro) for _, n in micro]
+        keys = list(dict.fromkeys(k for logs, _ in micro for k in logs))
+        self.last_train_logs = {k: sum(w * logs.get(k, 0.0) for (logs, _), w in zip(micro, weights)) for k in keys}
+        self.last_items = items
+        return self.last_train_logs, items
 
     def _mean_over_ranks(self, logs: dict[str, Tensor | float]) -> dict[str, float]:
         """Scalars averaged over the DDP ranks in one all-reduce (float64: one process's values

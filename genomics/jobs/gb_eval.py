@@ -1,46 +1,53 @@
 """``bsd evaluate genomic-benchmarks``: fine-tune and test under the GenomicBenchmarks protocol.
 
-Per task and seed: a class-stratified 90/10 train/validation split of the task's train set
+Per task and seed: a class-stratified train/validation split of the task's train set
 (seeded), ``trainer.max_epochs`` epochs of fine-tuning from a pretraining checkpoint (or from
 scratch), the best-validation-accuracy weights evaluated on the test split. The model is sized
-from the task (HyenaDNA's filter length ``l_max = max_length + 2``, as hyena-dna does).
+from the task (:attr:`genomics.jobs.specs.ModelSpec.sized_for`); with a checkpoint, the
+checkpoint's architecture (its norm included) is the model.
 
-RUN_DIR: ``config.yaml``, ``metrics.json`` (``test_accuracy`` mean over seeds, fraction;
-``test_accuracy_std``; ``per_seed``; ``norm``; per-epoch ``valid_curve``; one entry per task
-under ``tasks`` and their mean at top level), ``results.md`` and ``TASK/seedN/`` per fine-tuning.
+RUN_DIR: ``config.yaml`` (with the ``--data`` folders, ``--checkpoint`` and seeds resolved),
+``metrics.json`` (``test_accuracy`` mean over seeds, fraction; ``test_accuracy_std``;
+``per_seed``; ``norm``; per-epoch ``valid_curve``; one entry per task under ``tasks`` and their
+mean at top level), ``results.md``, and per fine-tuning ``TASK/seedN/`` with ``metrics.csv``,
+``alpha.csv`` and ``result.json`` — written when that seed finishes, so ``--resume`` skips it.
 """
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Annotated
 
 import lightning as L
 import numpy as np
-import torch
-import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from bio_speech_dyt.config import ConfigError, JobConfig, TrainerConfig, load_config, read_yaml, to_dict
+from bio_speech_dyt.checkpoints import CheckpointError, checkpoint_config, load_weights
+from bio_speech_dyt.config import AtLeastOne, ConfigError, Fraction, JobConfig, NonNegative, TrainerConfig, load_config, to_dict
+from bio_speech_dyt.harness import RunDir, StepPlan
 from bio_speech_dyt.io import write_json, write_text
-from bio_speech_dyt.train import build_trainer, load_module_weights
-from genomics.jobs.modules import ClassifierModule, build_backbone, norm_summary
-from genomics.models.caduceus import CaduceusConfig
+from bio_speech_dyt.train import build_trainer
+from bio_speech_dyt.train.callbacks import RunFiles
+from genomics.jobs.modules import ClassifierModule, norm_summary
+from genomics.jobs.specs import SPECS, ModelSpec, spec_for
 from genomics.models.heads import SequenceClassifier
-from genomics.models.hyena import HyenaDNAConfig
 
-if TYPE_CHECKING:
-    from genomics.data.gb import GBTask
+RESULT = "result.json"
 
 
 @dataclasses.dataclass
 class GBDataConfig:
-    path: str = "data/synthetic/gb"  # used when no --data is given
-    batch_size: int = 128
-    rc_prob: float = 0.0  # reverse-complement augmentation while fine-tuning
-    val_fraction: float = 0.1
-    num_workers: int = 0
+    path: str = "data/synthetic/gb"  # one prepared task; --data sets ``paths`` instead
+    paths: list[str] = dataclasses.field(default_factory=list)  # several tasks (``--data A B``)
+    batch_size: Annotated[int, AtLeastOne] = 128
+    rc_prob: Annotated[float, Fraction] = 0.0  # reverse-complement augmentation while fine-tuning
+    val_fraction: Annotated[float, Fraction] = 0.1
+    num_workers: Annotated[int, NonNegative] = 0
+
+    def task_dirs(self) -> list[Path]:
+        return [Path(p) for p in (self.paths or [self.path])]
 
 
 @dataclasses.dataclass
@@ -53,48 +60,35 @@ def _gb_trainer() -> TrainerConfig:
     return TrainerConfig(max_epochs=10, checkpoint_every_n_steps=1_000_000, log_every_n_steps=50)
 
 
-@dataclasses.dataclass
-class HyenaGBConfig(JobConfig):
-    task: str = "hyenadna_gb"
-    seeds: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 3])
-    model: HyenaDNAConfig = dataclasses.field(default_factory=HyenaDNAConfig)
-    data: GBDataConfig = dataclasses.field(default_factory=GBDataConfig)
-    head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
-    trainer: TrainerConfig = dataclasses.field(default_factory=_gb_trainer)
+def _gb_config(spec: ModelSpec) -> type:
+    return dataclasses.make_dataclass(
+        f"{spec.config_class.__name__.removesuffix('Config')}GBConfig",
+        [("task", str, dataclasses.field(default=f"{spec.name}_gb")),
+         ("seeds", list[int], dataclasses.field(default_factory=lambda: [1, 2, 3])),
+         ("checkpoint", "str | None", dataclasses.field(default=None)),  # pretraining checkpoint; None: from scratch
+         ("model", spec.config_class, dataclasses.field(default_factory=spec.config_class)),
+         ("data", GBDataConfig, dataclasses.field(default_factory=GBDataConfig)),
+         ("head", HeadConfig, dataclasses.field(default_factory=HeadConfig)),
+         ("trainer", TrainerConfig, dataclasses.field(default_factory=_gb_trainer))],
+        bases=(JobConfig,), namespace={"__module__": __name__})
 
 
-@dataclasses.dataclass
-class CaduceusGBConfig(HyenaGBConfig):
-    task: str = "caduceus_gb"
-    model: CaduceusConfig = dataclasses.field(default_factory=CaduceusConfig)
+CONFIGS = {f"{name}_gb": _gb_config(spec) for name, spec in SPECS.items()}
 
 
-GBConfig = HyenaGBConfig | CaduceusGBConfig
-CONFIGS = {"hyenadna_gb": HyenaGBConfig, "caduceus_gb": CaduceusGBConfig}
-
-
-def load_gb_config(path: Path | str, overrides: Sequence[str] = ()) -> GBConfig:
-    task = read_yaml(path).get("task")
-    if task not in CONFIGS:
-        raise ConfigError(f"{path}: 'task' must be one of {sorted(CONFIGS)} for GenomicBenchmarks, got {task!r}")
-    return load_config(CONFIGS[task], path, overrides)
-
-
-def model_config_for(cfg: GBConfig, max_length: int, checkpoint: Path | None):
-    """The backbone config: the checkpoint's architecture if any (its norm must match
-    ``model.norm``), sized for sequences of ``max_length``."""
-    model_cfg = cfg.model
-    if checkpoint is not None:
-        hp = torch.load(checkpoint, map_location="cpu", weights_only=True).get("hyper_parameters", {})
-        saved = (hp.get("config") or {}).get("model")
-        if saved is None:
-            raise ConfigError(f"{checkpoint}: no model config in the checkpoint's hyper_parameters")
-        model_cfg = load_config(type(cfg.model), data=saved)
-        if model_cfg.norm != cfg.model.norm:
-            raise ConfigError(f"{checkpoint}: pretrained with norm {model_cfg.norm!r}, but model.norm is {cfg.model.norm!r}")
-    if isinstance(model_cfg, HyenaDNAConfig):
-        model_cfg = dataclasses.replace(model_cfg, l_max=max_length + 2)
-    return model_cfg
+def with_checkpoint_model(cfg, checkpoint: Path):
+    """``cfg`` with the checkpoint's architecture (a pretraining checkpoint of the same model
+    kind; its norm wins over the YAML's — e.g. a LayerNorm model converted to DyT)."""
+    saved = checkpoint_config(checkpoint)
+    spec = spec_for(cfg.model)
+    if not str(saved.get("task", "")).startswith(spec.name + "_"):
+        raise CheckpointError(f"{checkpoint}: a {saved.get('task')!r} checkpoint, but {cfg.task} fine-tunes "
+                              f"{spec.name}; pass a {spec.name}_pretrain checkpoint or a {saved.get('task', '?').split('_')[0]}_gb config")
+    model_cfg = load_config(spec.config_class, data=saved.get("model") or {})
+    if model_cfg.norm != cfg.model.norm:
+        print(f"note: {checkpoint} has norm {model_cfg.norm!r}; the config says {cfg.model.norm!r}: "
+              f"fine-tuning the checkpoint's {model_cfg.norm}")
+    return dataclasses.replace(cfg, model=model_cfg, checkpoint=str(checkpoint))
 
 
 class ValidationCurve(L.Callback):
@@ -111,17 +105,18 @@ class ValidationCurve(L.Callback):
                           "valid_loss": float(m["valid_loss"]), "valid_accuracy": float(m["valid_accuracy"])})
 
 
-def fine_tune(cfg: GBConfig, task: GBTask, seed: int, run_dir: Path, checkpoint: Path | None) -> dict:
+def fine_tune(cfg, task, seed: int, run_dir: Path) -> dict:
     """One seed: split, fine-tune, pick the best validation epoch, test. Returns its results."""
     from genomics.data.gb import GBDataset, gb_train_val_split
 
-    L.seed_everything(seed, workers=True, verbose=False)
+    L.seed_everything(seed, workers=True, verbose=False)  # each seed is independent of the others
     x, y = task.split("train")
     x_test, y_test = task.split("test")
     train_idx, val_idx = gb_train_val_split(y, seed, cfg.data.val_fraction)
-    backbone = build_backbone(model_config_for(cfg, task.max_length, checkpoint))
-    if checkpoint is not None:
-        load_module_weights(backbone, checkpoint)
+    spec = spec_for(cfg.model)
+    backbone = spec.build(spec.sized_for(cfg.model, task.max_length))
+    if cfg.checkpoint is not None:
+        load_weights(backbone, cfg.checkpoint)
     model = SequenceClassifier(backbone, task.num_classes, cfg.head.mask_padding, cfg.head.conjoin)
     d = cfg.data
 
@@ -130,19 +125,43 @@ def fine_tune(cfg: GBConfig, task: GBTask, seed: int, run_dir: Path, checkpoint:
         return DataLoader(ds, batch_size=d.batch_size, shuffle=train, num_workers=d.num_workers)
 
     train_loader = loader(x[train_idx], y[train_idx], True)
-    total = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else len(train_loader) * (cfg.trainer.max_epochs or 1)
-    module = ClassifierModule(model, cfg.optim, total, cfg.trainer.nonfinite_loss, to_dict(cfg))
+    plan = StepPlan.of(cfg.trainer, len(train_loader))
+    module = ClassifierModule(model, cfg.optim, plan.optimizer_steps, cfg.trainer.nonfinite_loss, to_dict(cfg))
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="valid_accuracy", mode="max",
                            save_top_k=1, save_weights_only=True, enable_version_counter=False)
     curve = ValidationCurve()
-    trainer = build_trainer(cfg, run_dir, [best, curve])
+    files = RunFiles(run_dir, cfg.trainer.log_every_n_steps)
+    trainer = build_trainer(cfg, run_dir, [best, curve, files], plan)
     trainer.fit(module, train_loader, loader(x[val_idx], y[val_idx], False))
+    if not best.best_model_path:
+        raise ConfigError(f"{task.name} seed {seed}: fine-tuning ended before its first validation "
+                          f"(trainer.max_steps {cfg.trainer.max_steps} < one epoch of {len(train_loader)} batches?); "
+                          "raise trainer.max_steps / max_epochs or set trainer.val_check_interval")
     test = trainer.test(module, loader(x_test, y_test, False), ckpt_path=best.best_model_path, verbose=False,
                         weights_only=True)[0]
     best_row = max(curve.rows, key=lambda r: r["valid_accuracy"])
     return {"seed": seed, "test_accuracy": float(test["test_accuracy"]), "test_loss": float(test["test_loss"]),
             "best_epoch": best_row["epoch"], "best_valid_accuracy": best_row["valid_accuracy"],
             "valid_curve": curve.rows, "num_parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _seed_result(cfg, task, seed: int, out: Path, resume: bool) -> dict:
+    """A finished seed's ``result.json`` when resuming, else a fresh fine-tuning (a partial
+    folder of a killed attempt is cleared first: nothing in it is a result)."""
+    import json
+
+    seed_dir = out / task.name / f"seed{seed}"
+    done = seed_dir / RESULT
+    if resume and done.is_file():
+        print(f"{task.name} seed {seed}: finished earlier ({done}); kept")
+        return json.loads(done.read_text())
+    if seed_dir.exists():
+        shutil.rmtree(seed_dir)
+    print(f"== {task.name} seed {seed} ==")
+    result = fine_tune(cfg, task, seed, seed_dir)
+    write_json(done, result)
+    print(f"{task.name} seed {seed}: test accuracy {result['test_accuracy']:.4f}")
+    return result
 
 
 def _summary(name: str, runs: list[dict]) -> dict:
@@ -169,45 +188,47 @@ def results_table(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate_gb(config: Path | str, data: Sequence[Path] | None = None, checkpoint: Path | None = None,
-                seeds: Sequence[int] | None = None, overrides: Sequence[str] = (), out: Path | None = None) -> dict:
+def load_tasks(cfg) -> list:
     from genomics.data.gb import GBTask
 
-    cfg = load_gb_config(config, overrides)
-    seeds = list(seeds or cfg.seeds)
-    if not seeds:
-        raise ConfigError("no seeds to evaluate (--seeds or the config's seeds)")
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    tasks = [GBTask.load(p) for p in (data or [Path(cfg.data.path)])]
-    out = Path(out) if out else Path("runs") / Path(config).stem
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    print(norm_summary(build_backbone(model_config_for(cfg, tasks[0].max_length, checkpoint))))
+    return [GBTask.load(p) for p in cfg.data.task_dirs()]
 
-    per_task = {}
-    for task in tasks:
-        runs = []
-        for seed in seeds:
-            print(f"== {task.name} seed {seed} ==")
-            runs.append(fine_tune(cfg, task, seed, out / task.name / f"seed{seed}", checkpoint))
-            print(f"{task.name} seed {seed}: test accuracy {runs[-1]['test_accuracy']:.4f}")
-        per_task[task.name] = _summary(task.name, runs)
+
+def run(cfg, run: RunDir) -> dict:
+    tasks = load_tasks(cfg)
+    spec = spec_for(cfg.model)
+    print(norm_summary(spec.build(spec.sized_for(cfg.model, tasks[0].max_length))))
+    per_task = {t.name: _summary(t.name, [_seed_result(cfg, t, s, run.path, run.resume) for s in cfg.seeds])
+                for t in tasks}
     seed_means = np.mean([[r["test_accuracy"] for r in t["per_seed"]] for t in per_task.values()], axis=0)
     metrics = {
         "norm": cfg.model.norm,
-        "init": f"from {checkpoint}" if checkpoint else "from scratch",
-        "checkpoint": str(checkpoint) if checkpoint else None,
-        "seeds": seeds,
+        "init": f"from {cfg.checkpoint}" if cfg.checkpoint else "from scratch",
+        "checkpoint": cfg.checkpoint,
+        "seeds": list(cfg.seeds),
         "test_accuracy": float(np.mean([t["test_accuracy"] for t in per_task.values()])),
-        "test_accuracy_std": float(seed_means.std(ddof=1)) if len(seeds) > 1 else 0.0,
+        "test_accuracy_std": float(seed_means.std(ddof=1)) if len(cfg.seeds) > 1 else 0.0,
         "tasks": per_task,
     }
     if len(per_task) == 1:
         (only,) = per_task.values()
         metrics.update(task=only["task"], per_seed=only["per_seed"], valid_curve=only["valid_curve"])
-    write_json(out / "metrics.json", metrics)
     table = results_table(metrics)
-    write_text(out / "results.md", table)
-    print(table + f"run directory: {out}")
+    write_text(run.path / "results.md", table)
+    print(table)
     return metrics
+
+
+def configure(cfg, data: list[Path] | None, checkpoint: Path | None, seeds: list[int] | None):
+    """The evaluation's resolved config: ``--data``, ``--checkpoint`` and ``--seeds`` folded in
+    and checked (tasks load, the checkpoint fits) before the run directory is touched."""
+    if data:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, paths=[str(p) for p in data]))
+    if seeds:
+        cfg = dataclasses.replace(cfg, seeds=list(seeds))
+    if not cfg.seeds:
+        raise ConfigError("no seeds to evaluate (--seeds or the config's seeds)")
+    if checkpoint is not None or cfg.checkpoint is not None:
+        cfg = with_checkpoint_model(cfg, Path(checkpoint or cfg.checkpoint))
+    load_tasks(cfg)
+    return cfg

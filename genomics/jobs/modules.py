@@ -8,18 +8,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bio_speech_dyt.config import OptimConfig
-from bio_speech_dyt.norms import NORM_KINDS
 from bio_speech_dyt.train import BaseModule
-from genomics.models.caduceus import Caduceus, CaduceusConfig
-from genomics.models.hyena import HyenaDNA, HyenaDNAConfig
 
 IGNORE_INDEX = -100
-
-
-def build_backbone(model_cfg: HyenaDNAConfig | CaduceusConfig) -> HyenaDNA | Caduceus:
-    if model_cfg.norm not in NORM_KINDS:
-        raise ValueError(f"model.norm must be one of {NORM_KINDS}, got {model_cfg.norm!r}")
-    return HyenaDNA(model_cfg) if isinstance(model_cfg, HyenaDNAConfig) else Caduceus(model_cfg)
 
 
 def norm_summary(model: nn.Module) -> str:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bio_speech_dyt.norms import make_norm
+from bio_speech_dyt.norms import NormKind, apply_alpha_overrides, make_norm
 from genomics.models.mamba import Mamba
 from genomics.tokenizer import complement_ids, padded_vocab_size
 
@@ -44,8 +44,9 @@ class CaduceusConfig:
     d_conv: int = 4
     expand: int = 2
     bidirectional_weight_tie: bool = True
-    norm: str = "rmsnorm"  # rmsnorm (native) | layernorm | dyt
-    alpha_init: Union[float, dict] = 0.5
+    norm: NormKind = "rmsnorm"
+    alpha_init: Union[float, dict[str, float]] = 0.5  # or per role: attention | other | final | default
+    alpha_overrides: dict[str, float] = dataclasses.field(default_factory=dict)  # module path pattern -> alpha0
     norm_eps: float = 1e-5
     initializer_range: float = 0.02
 
@@ -122,6 +123,7 @@ class Caduceus(nn.Module):
         self.lm_bias = nn.Parameter(torch.zeros(cfg.padded_vocab_size)) if cfg.rcps else None
         self.register_buffer("complement", complement_ids(torch.arange(cfg.padded_vocab_size)), persistent=False)
         self.apply(self._init_weights)
+        apply_alpha_overrides(self, cfg.alpha_overrides)
 
     def _init_weights(self, module: nn.Module) -> None:
         """mamba_ssm's scheme: default Linear init, zero biases (except dt_proj's), N(0, 0.02)

@@ -14,7 +14,7 @@ from typing import Union
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bio_speech_dyt.norms import make_norm
+from bio_speech_dyt.norms import NormKind, apply_alpha_overrides, make_norm
 from genomics.models.hyena_filter import HyenaFilter, fftconv
 from genomics.tokenizer import padded_vocab_size
 
@@ -37,8 +37,9 @@ class HyenaDNAConfig:
     num_inner_mlps: int = 2
     embed_dropout: float = 0.1
     resid_dropout: float = 0.0
-    norm: str = "layernorm"  # layernorm | rmsnorm | dyt
-    alpha_init: Union[float, dict] = 0.5
+    norm: NormKind = "layernorm"
+    alpha_init: Union[float, dict[str, float]] = 0.5  # or per role: attention | other | final | default
+    alpha_overrides: dict[str, float] = dataclasses.field(default_factory=dict)  # module path pattern -> alpha0
     norm_eps: float = 1e-5
     initializer_range: float = 0.02
     embed_init_std: float | None = None  # None: initializer_range (published); see the CPU GB configs
@@ -117,6 +118,7 @@ class HyenaDNA(nn.Module):
         self.drop_f = nn.Dropout(cfg.resid_dropout)
         self.norm_f = make_norm(cfg.norm, cfg.d_model, alpha_init=cfg.alpha_init, role="final", eps=cfg.norm_eps)
         self.apply(self._init_weights)
+        apply_alpha_overrides(self, cfg.alpha_overrides)
 
     def _init_weights(self, module: nn.Module) -> None:
         """GPT-2 style: N(0, 0.02) weights (the embedding: ``embed_init_std`` when set), zero

@@ -17,9 +17,11 @@ import lightning as L
 import torch
 from fairseq2.models.wav2vec2 import Wav2Vec2Model
 
+from bio_speech_dyt.checkpoints import CheckpointError, checkpoint_config, load_weights
 from bio_speech_dyt.config import JobConfig, OptimConfig, load_config, to_dict
+from bio_speech_dyt.harness import RunDir, StepPlan
 from bio_speech_dyt.io import write_json
-from bio_speech_dyt.train import BaseModule, load_module_weights, run_training
+from bio_speech_dyt.train import BaseModule, run_training
 from speech.data.dataset import make_loader
 from speech.data.prepare import read_prepared
 from speech.loss import eval_loss, forward_loss
@@ -98,12 +100,13 @@ class Wav2Vec2Module(BaseModule):
 
 
 def loaders(cfg: Wav2Vec2PretrainConfig, train_manifest: Path | None, valid_manifest: Path | None):
-    """``(train loader or None, valid loader or None)`` with the job's batching settings."""
+    """``(train loader or None, valid loader or None)`` with the job's batching settings; a
+    step-bounded training sampler yields the plan's micro-batches (steps × accumulation)."""
     d = cfg.data
     common = dict(max_tokens=d.max_tokens, min_sample_size=d.min_sample_size, max_sample_size=d.max_sample_size,
                   normalize=d.normalize, seed=cfg.seed)
-    max_steps = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else None
-    train = (make_loader(train_manifest, train=True, num_workers=d.num_workers, max_steps=max_steps, **common)
+    micro = StepPlan.of(cfg.trainer).micro_batches if cfg.trainer.max_steps > 0 else None
+    train = (make_loader(train_manifest, train=True, num_workers=d.num_workers, max_steps=micro, **common)
              if train_manifest else None)
     valid = make_loader(valid_manifest, train=False, num_workers=0, **common) if valid_manifest else None
     return train, valid
@@ -127,20 +130,18 @@ def _final_metrics(module: Wav2Vec2Module, val_loader) -> Callable[[L.Trainer], 
     return final
 
 
-def run(cfg: Wav2Vec2PretrainConfig, run_dir: Path, resume: bool) -> dict:
-    L.seed_everything(cfg.seed, workers=True, verbose=False)  # model init is part of the seeded run
+def run(cfg: Wav2Vec2PretrainConfig, run: RunDir) -> dict:
     data = Path(cfg.data.path)
     read_prepared(data)  # refuses an interrupted or corrupted prepare before any manifest is read
     train_loader, val_loader = loaders(cfg, data / cfg.data.train_manifest, data / cfg.data.valid_manifest)
-    t = cfg.trainer
-    total_steps = t.max_steps if t.max_steps > 0 else (t.max_epochs or 1) * len(train_loader)
-    module = Wav2Vec2Module(cfg, total_steps)
+    plan = StepPlan.of(cfg.trainer, len(train_loader))
+    module = Wav2Vec2Module(cfg, plan.optimizer_steps)
     if module.swap_report is not None:
         print(module.swap_report.table())
-        write_json(run_dir / "norm_swaps.json", module.swap_report.to_dict())
+        write_json(run.path / "norm_swaps.json", module.swap_report.to_dict())
     print(f"wav2vec 2.0 ({cfg.model.arch}, {cfg.model.norm}): {module.num_parameters():,} parameters")
-    metrics = run_training(cfg, module, train_loader, val_loader, run_dir, resume,
-                           final_metrics=_final_metrics(module, val_loader))
+    metrics = run_training(cfg, module, train_loader, val_loader, run.path, run.resume,
+                           final_metrics=_final_metrics(module, val_loader), plan=plan)
     print(json.dumps({k: metrics[k] for k in ("steps", "valid_loss_bits", "contrastive_bits", "contrastive_accuracy",
                                               "num_distractors") if k in metrics}))
     return metrics
@@ -148,13 +149,13 @@ def run(cfg: Wav2Vec2PretrainConfig, run_dir: Path, resume: bool) -> dict:
 
 def restore(ckpt_path: Path) -> tuple[Wav2Vec2PretrainConfig, Wav2Vec2Model]:
     """The config stored in a checkpoint and its model with the trained weights (eval mode)."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    raw = ckpt.get("hyper_parameters", {}).get("config") or {}
+    raw = checkpoint_config(ckpt_path)
     if raw.get("task") != TASK:
-        raise ValueError(f"{ckpt_path}: not a {TASK} checkpoint (task {raw.get('task')!r})")
+        raise CheckpointError(f"{ckpt_path}: not a {TASK} checkpoint (task {raw.get('task')!r}); "
+                              "pass a checkpoint of a wav2vec 2.0 pretraining run")
     cfg = load_config(Wav2Vec2PretrainConfig, data=raw)
     model, _ = build_wav2vec2(cfg.model)
-    load_module_weights(model, ckpt_path)
+    load_weights(model, ckpt_path)
     return cfg, model.eval()
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import ContextManager
+from typing import ContextManager, Literal, Union
 
 import torch
 from fairseq2.models.transformer import TransformerNormOrder
@@ -40,8 +40,8 @@ class Wav2Vec2ModelConfig:
     """Model section of a wav2vec 2.0 job. ``None`` keeps the architecture's value."""
 
     arch: str = "tiny"  # base | large (fairseq2's registry) | tiny (tiny_arch)
-    norm: str = "layernorm"  # layernorm | dyt
-    alpha_init: float = 0.5
+    norm: Literal["layernorm", "dyt"] = "layernorm"
+    alpha_init: Union[float, dict[str, float]] = 0.5  # or per role: attention | other | final | default
     # DyT alpha0 per module path (fnmatch, first match wins) over alpha_init, e.g.
     # {"encoder_frontend.post_extract_layer_norm": 2.0}: a norm whose input scale is far from 1
     alpha_overrides: dict[str, float] = dataclasses.field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Benchmarks (`bsd bench kernel|models|data`): tables printed, JSON written; never timed tests."""
