@@ -24,7 +24,7 @@ def _load_cached(path: str, mtime_ns: int, size: int) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, TypeError,
-            AttributeError, IndexError, KeyError, UnicodeDecodeError, OverflowError, MemoryError) as e:
+            AttributeError, IndexError, KeyError, UnicodeDecodeError, OverflowError, MemoryError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated, corrupted or not a torch file: "
                               f"{first[:200]}); use an intact checkpoint, e.g. checkpoints/last.ckpt of a finished run") from None

@@ -106,7 +106,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(old: dict, new: dict, allowed: frozenset[str] = RESUMABLE_CHANGES) -> list[str]:
     """``key: old -> new`` for every resolved key that differs, except ``allowed`` ones."""
-    a, b = _flatten(old), _flatten(new)
+    a, b = _flatten(to_dict(old)), _flatten(to_dict(new))  # tuples and lists alike
     return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
             for k in sorted(set(a) | set(b)) if k not in allowed and a.get(k) != b.get(k)]
 
@@ -132,6 +132,17 @@ def _finished_steps(run_dir: Path) -> int | None:
         return -1
 
 
+def check_machine(t: TrainerConfig) -> None:
+    """Settings this machine cannot honour, refused before anything is written."""
+    import torch
+
+    if t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={t.accelerator}: this machine has no CUDA GPU; "
+                          "use trainer.accelerator=cpu or auto")
+    if t.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.accelerator=mps: MPS is not available on this machine; use cpu or auto")
+
+
 class RunContext:
     """``with RunContext(task, cfg, out, resume) as run:`` — lock, check, write config, seed.
 
@@ -147,6 +158,7 @@ class RunContext:
 
     def __enter__(self) -> RunDir | None:
         out = self.out
+        check_machine(self.cfg.trainer)
         if not self.primary:
             import lightning as L
 

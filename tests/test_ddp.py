@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 import torch
-from resume_helpers import final_state, hyenadna_cmd, run, train_rows
+from resume_helpers import assert_close_scaled, final_state, hyenadna_cmd, run, train_rows
 
 SCRIPT = Path(__file__).parent / "ddp_toy.py"
 
@@ -20,7 +20,7 @@ def test_ddp_two_processes_equal_one(tmp_path):
     start = torch.load(tmp_path / "one" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     assert start == 5
     for k in one:
-        torch.testing.assert_close(two[k], one[k], rtol=0, atol=1e-6, msg=f"parameter {k} differs")
+        assert_close_scaled(two[k], one[k], rtol=1e-5, msg=f"parameter {k} differs")
 
 
 def test_hyenadna_pretraining_ddp_two_processes_equal_one(tmp_path):
@@ -35,7 +35,8 @@ def test_hyenadna_pretraining_ddp_two_processes_equal_one(tmp_path):
     one, two = train_rows(tmp_path / "one"), train_rows(tmp_path / "two")
     assert [s for s, _ in one] == [s for s, _ in two] == [str(k) for k in range(1, 11)]
     for (step, a), (_, b) in zip(one, two):
-        assert abs(float(a) - float(b)) <= 1e-5, f"step {step}: loss {b} on 2 processes, {a} on 1"
+        # the ranks sum their gradients in another order: equal to float32 rounding, relative to the loss
+        assert abs(float(a) - float(b)) <= 1e-5 * abs(float(a)), f"step {step}: loss {b} on 2 processes, {a} on 1"
     a, b = final_state(tmp_path / "one"), final_state(tmp_path / "two")
     for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-4, msg=f"parameter {k} differs")
+        assert_close_scaled(b[k], a[k], rtol=1e-4, msg=f"parameter {k} differs")

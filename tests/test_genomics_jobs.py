@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bio_speech_dyt.config import ConfigError
+from bio_speech_dyt.harness import RunStateError
 from bio_speech_dyt.jobs import load_checkpoint_model, pretrain
-from genomics.jobs.gb_eval import evaluate_gb
+from genomics.tasks import evaluate_gb
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "genomics"
 FAST = ["trainer.progress_bar=false", "trainer.log_every_n_steps=1", "data.num_workers=0"]
@@ -51,7 +51,7 @@ def test_hyena_pretrain_metrics_resume_and_analysis(synthetic, tmp_path):
     assert m["steps"] == 4 and m["num_dyt"] == 5 and m["norm"] == "dyt"
     assert json.loads((run / "metrics.json").read_text())["num_parameters"] == m["num_parameters"]
     assert (run / "alpha.csv").read_text().startswith("step,layers.0.norm1")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(RunStateError, match="already holds a run"):
         _pretrain("hyenadna_tiny_pretrain_dyt.yaml", synthetic, run, 6, extra)
     assert _pretrain("hyenadna_tiny_pretrain_dyt.yaml", synthetic, run, 6, extra, resume=True)["steps"] == 6
 
@@ -86,5 +86,61 @@ def test_gb_from_pretraining_checkpoint(synthetic, tmp_path):
     ckpt = tmp_path / "pt" / "checkpoints" / "last.ckpt"
     m = _gb("hyenadna_tiny_gb_layernorm.yaml", synthetic, tmp_path / "gb", checkpoint=ckpt, seeds=[1])
     assert m["checkpoint"] == str(ckpt) and m["per_seed"][0]["num_parameters"] < 20_000  # the checkpoint's d_model 16
-    with pytest.raises(ConfigError, match="norm"):
-        _gb("hyenadna_tiny_gb_dyt.yaml", synthetic, tmp_path / "gb2", checkpoint=ckpt, seeds=[1])
+    # the checkpoint's architecture wins (a LayerNorm model converted to DyT is fine-tuned as DyT)
+    m2 = _gb("hyenadna_tiny_gb_dyt.yaml", synthetic, tmp_path / "gb2", checkpoint=ckpt, seeds=[1])
+    assert m2["norm"] == "layernorm"
+    assert (tmp_path / "gb2" / "synthetic_promoters" / "seed1" / "metrics.csv").is_file()
+    assert (tmp_path / "gb2" / "synthetic_promoters" / "seed1" / "alpha.csv").exists() is False  # no DyT
+
+
+def test_gb_evaluation_killed_after_its_first_seed_resumes_to_the_same_metrics(synthetic, tmp_path):
+    extra = ["model.d_model=16", "model.d_inner=32", "model.filter_order=8"]
+    full = _gb("hyenadna_tiny_gb_dyt.yaml", synthetic, tmp_path / "full", extra, seeds=[1, 2])
+    # what a kill during seed 2 leaves: seed 1's result, a partial seed 2 folder, no metrics.json
+    part = tmp_path / "part"
+    _gb("hyenadna_tiny_gb_dyt.yaml", synthetic, part, extra, seeds=[1, 2])
+    (part / "metrics.json").unlink()
+    (part / "synthetic_promoters" / "seed2" / "result.json").unlink()
+    seed1 = (part / "synthetic_promoters" / "seed1" / "result.json").read_bytes()
+    with pytest.raises(RunStateError, match="--resume"):
+        _gb("hyenadna_tiny_gb_dyt.yaml", synthetic, part, extra, seeds=[1, 2])
+    resumed = _gb("hyenadna_tiny_gb_dyt.yaml", synthetic, part, extra, seeds=[1, 2], resume=True)
+    assert (part / "synthetic_promoters" / "seed1" / "result.json").read_bytes() == seed1  # kept, not redone
+    assert json.loads((part / "metrics.json").read_text()) == {**json.loads((tmp_path / "full" / "metrics.json").read_text())}
+    assert resumed["per_seed"] == full["per_seed"]
+
+
+def _lr_and_losses(run: Path) -> tuple[list[str], list[float], list[float]]:
+    import csv
+
+    with open(run / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train_loss")]
+    return [r["step"] for r in rows], [float(r["lr"]) for r in rows], [float(r["train_loss"]) for r in rows]
+
+
+@pytest.mark.parametrize("config", ["hyenadna_tiny_pretrain_layernorm.yaml", "caduceus_ph_tiny_pretrain_rmsnorm.yaml"])
+def test_accumulation_two_equals_a_doubled_batch(synthetic, tmp_path, config):
+    """batch 2 x accumulation 2 against batch 4: same schedule, same samples, one metrics.csv row
+    per optimizer step with the whole step's loss, same parameters (fp32, mean losses)."""
+    from safetensors.torch import load_file
+
+    tiny = ["model.d_model=16", "model.d_inner=32", "model.filter_order=8", "model.l_max=66"] \
+        if config.startswith("hyena") else ["model.d_model=16", "model.d_state=4"]
+    common = [*tiny, "model.embed_dropout=0.0", "optim.warmup_steps=2", "trainer.val_check_interval=3"]
+    if config.startswith("caduceus"):
+        common = [c for c in common if not c.startswith("model.embed_dropout")]
+    _pretrain(config, synthetic, tmp_path / "acc", 6, [*common, "data.batch_size=2", "trainer.accumulate_grad_batches=2"])
+    _pretrain(config, synthetic, tmp_path / "big", 6, [*common, "data.batch_size=4"])
+    steps_a, lr_a, loss_a = _lr_and_losses(tmp_path / "acc")
+    steps_b, lr_b, loss_b = _lr_and_losses(tmp_path / "big")
+    assert steps_a == steps_b == [str(k) for k in range(1, 7)]
+    assert lr_a == lr_b
+    for a, b in zip(loss_a, loss_b):
+        assert abs(a - b) <= 1e-5 * abs(b), (loss_a, loss_b)
+    a, b = load_file(tmp_path / "acc" / "model.safetensors"), load_file(tmp_path / "big" / "model.safetensors")
+    for k in b:
+        scale = b[k].abs().max().item() or 1.0
+        assert (a[k] - b[k]).abs().max().item() <= 1e-4 * scale, k
+    valid_steps = [r.split(",")[0] for r in (tmp_path / "acc" / "metrics.csv").read_text().splitlines()[1:]
+                   if r.split(",")[2] == ""]
+    assert valid_steps == ["3", "6"]  # validation by optimizer steps, not micro-batches

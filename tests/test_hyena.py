@@ -39,8 +39,9 @@ def test_embed_init_std_scales_only_the_embedding():
     e = scaled.embedding.weight.double()[ids]
     expected = f.weight.double() * torch.tanh(f.alpha.double() * 50.0 * e) + f.bias.double()
     # the blocks (here: the final norm) see 50 x the embedding; the tied LM head keeps the raw weights
-    assert torch.allclose(scaled.hidden(ids).double(), expected, atol=1e-6)
-    assert torch.allclose(scaled(ids).double(), expected @ scaled.embedding.weight.double().T, atol=1e-5)
+    assert torch.allclose(scaled.hidden(ids).double(), expected, atol=1e-6 * expected.abs().max().item())
+    ref = expected @ scaled.embedding.weight.double().T
+    assert torch.allclose(scaled(ids).double(), ref, atol=1e-5 * ref.abs().max().item())
 
 
 def test_filter_parameters_have_no_weight_decay():
@@ -71,8 +72,9 @@ def test_shapes_and_causality(norm):
     assert logits.shape == (2, 64, 16)
     y = x.clone()
     y[:, 40:] = A_ID + (y[:, 40:] - A_ID + 1) % 4  # change the future only
-    assert torch.allclose(model(y)[:, :40], logits[:, :40], atol=1e-5)
-    assert not torch.allclose(model(y)[:, 40:], logits[:, 40:], atol=1e-5)
+    tol = 1e-5 * logits.abs().max().item()  # the FFT convolution mixes positions at rounding level
+    assert torch.allclose(model(y)[:, :40], logits[:, :40], atol=tol)
+    assert not torch.allclose(model(y)[:, 40:], logits[:, 40:], atol=tol)
 
 
 def test_too_long_sequence_is_a_clear_error():

@@ -15,7 +15,7 @@ from bio_speech_dyt import cli
 from bio_speech_dyt.jobs import load_checkpoint_model, pretrain, resolve
 from bio_speech_dyt.prepared import PUBLISHING, NotPreparedError
 from speech.data.synthetic import make_synthetic_speech
-from speech.jobs.evaluate import evaluate_speech
+from speech.tasks import evaluate_speech
 from speech.models.wav2vec2 import build_wav2vec2
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "speech"

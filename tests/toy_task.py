@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from bio_speech_dyt import DyT
-from bio_speech_dyt.config import JobConfig, OptimConfig, TrainerConfig
+from bio_speech_dyt.config import AtLeastOne, JobConfig, OptimConfig, TrainerConfig
 from bio_speech_dyt.train import BaseModule
 
 
 @dataclasses.dataclass
 class ToyConfig(JobConfig):
-    batch_size: int = 8
+    task: str = "toy_regression"
+    batch_size: Annotated[int, AtLeastOne] = 8
     nan_at_step: int = -1
     dropout: float = 0.0
 

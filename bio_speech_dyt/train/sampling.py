@@ -27,7 +27,13 @@ class StepBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         max_steps: int | None = None,
         pass_offsets: bool = False,
+        accumulate: int = 1,
     ) -> None:
+        """``max_steps`` counts micro-batches (optimizer steps × ``accumulate``); with
+        ``accumulate`` > 1 an optimizer step's ``accumulate × global_batch_size`` rows are cut
+        from the order as one batch and handed out in consecutive slices, so accumulation gives
+        exactly the samples of a batch ``accumulate`` times larger."""
+        global_batch_size *= accumulate
         if num_samples < global_batch_size:
             raise ValueError(f"dataset has {num_samples} samples, fewer than one global batch ({global_batch_size})")
         if global_batch_size % world_size:
@@ -40,7 +46,8 @@ class StepBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.max_steps = max_steps
         self.pass_offsets = pass_offsets
-        self.start_step = 0
+        self.accumulate = accumulate
+        self.start_step = 0  # in micro-batches
         self.steps_per_pass = num_samples // global_batch_size  # the incomplete tail of a pass is dropped
 
     def set_distributed(self, world_size: int, rank: int) -> None:
@@ -67,14 +74,16 @@ class StepBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         # a generator function: Lightning calls iter() before on_train_start, where the harness sets
         # start_step on resume; the body (and start_step) is read at the first next()
-        step = self.start_step
-        while self.max_steps is None or step < self.max_steps:
-            yield self.global_batch(step)[self.rank::self.world_size]
-            step += 1
+        micro = self.start_step
+        size = self.global_batch_size // self.accumulate
+        while self.max_steps is None or micro < self.max_steps:
+            step, j = divmod(micro, self.accumulate)
+            yield self.global_batch(step)[j * size:(j + 1) * size][self.rank::self.world_size]
+            micro += 1
 
     def __len__(self) -> int:
         if self.max_steps is None:
-            return self.steps_per_pass
+            return self.steps_per_pass * self.accumulate
         return max(0, self.max_steps - self.start_step)
 
 

@@ -56,7 +56,7 @@ def _loader(cfg, split: str, plan: StepPlan | None) -> DataLoader:
     if split != "train" or plan is None or not plan.step_bounded:
         return DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=split == "train", **workers)
     sampler = StepBatchSampler(len(dataset), cfg.data.batch_size * plan.world_size, seed=cfg.seed,
-                               max_steps=plan.micro_batches, pass_offsets=True)
+                               max_steps=plan.micro_batches, pass_offsets=True, accumulate=plan.accumulate)
     return DataLoader(PassIndexed(dataset), batch_sampler=sampler, **workers)
 
 
