@@ -65,15 +65,13 @@ def scan_tree(root: Path, out: Path | None = None) -> dict[str, SubsetFiles]:
     return subsets
 
 
-def _suggested_root(root: Path, parts: tuple[str, ...]) -> Path | None:
-    """The root under which ``parts`` (a file's path below ``root``) would sit at the LibriSpeech
-    depth, if its name confirms the speaker and chapter folders; else None."""
-    speaker, chapter = _name_ids(parts[-1])
-    if len(parts) < 3 or (speaker, chapter) != (parts[-3], parts[-2]):
+def _suggested_root(path: Path) -> Path | None:
+    """The root under which audio file ``path`` sits at the LibriSpeech depth, when its name
+    confirms the speaker and chapter folders above it; else None."""
+    speaker, chapter = _name_ids(path.name)
+    if speaker is None or len(path.parents) < 4 or (path.parents[1].name, path.parents[0].name) != (speaker, chapter):
         return None
-    if len(parts) > _DEPTH:
-        return root.joinpath(*parts[: len(parts) - _DEPTH])
-    return root.parents[_DEPTH - len(parts) - 1]
+    return path.parents[3]
 
 
 def _name_ids(name: str) -> tuple[str | None, str | None]:
@@ -86,7 +84,7 @@ def check_layout(root: Path, path: Path) -> str:
     ``ROOT/SUBSET/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac``."""
     parts = path.relative_to(root).parts
     if len(parts) != _DEPTH:
-        suggested = _suggested_root(root, parts)
+        suggested = _suggested_root(path)
         where = f"{root}: found audio at depth {len(parts)} ({'/'.join(parts)}); LibriSpeech files sit at {LAYOUT}"
         if suggested is None:
             raise DataError(f"{where}: this folder is not in the LibriSpeech layout")
