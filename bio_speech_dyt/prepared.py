@@ -65,7 +65,8 @@ KINDS = {k.name: k for k in (
     Kind("genomic-benchmarks", "GenomicBenchmarks task",
          "bsd prepare genomic-benchmarks --dataset NAME (--source PATH | --download) --out DIR",
          ("labels.json", "train.npz", "test.npz"), ("dataset", "max_length")),
-    Kind("librispeech", "speech corpus (LibriSpeech-style manifests)", "bsd prepare librispeech --root PATH/LibriSpeech --out DIR",
+    Kind("librispeech", "speech corpus (LibriSpeech-style manifests)",
+         "bsd prepare librispeech --root PATH/LibriSpeech --out DIR",
          ("train.tsv", "valid.tsv", "train.wrd", "train.ltr", "valid.wrd", "valid.ltr", "skipped.tsv", "audio"),
          ("manifest_root",)),
 )}
@@ -96,7 +97,6 @@ class _Claim:
     fd: int
     kind: str | None
     arguments: dict[str, Any] | None
-    depth: int = 1
 
 
 _HELD: dict[str, _Claim] = {}  # resolved folder -> this process's lock on it
@@ -148,11 +148,7 @@ def locked(out: Path, kind: str | None = None, arguments: dict[str, Any] | None 
     """Hold ``out``'s lock (re-entrant within a process); yields whether this call took it."""
     key = str(out.resolve())
     if key in _HELD:
-        _HELD[key].depth += 1
-        try:
-            yield False
-        finally:
-            _HELD[key].depth -= 1
+        yield False
         return
     _HELD[key] = _Claim(_lock(out), kind, arguments)
     try:

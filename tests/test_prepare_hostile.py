@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from genomics_helpers import random_dna, write_csv, write_fasta
 from speech_helpers import librispeech_tree
-from test_prepare_interrupt import CASES, checksums
+from test_prepare_interrupt import CASES, checksums, prepared_once
 
 import bio_speech_dyt.prepared as prepared
 from bio_speech_dyt.cli import main as bsd
@@ -47,13 +47,14 @@ _RACER = textwrap.dedent("""
     import functools, sys, time
     from pathlib import Path
     from bio_speech_dyt.cli import main
-    import genomics.data.gb, genomics.data.synthetic, speech.data.synthetic  # imports done before the start
-    # the synthetic data, made small (the same code, a tenth of the size)
-    genomics.data.synthetic.CHROMOSOMES = {"chrS1": 160_000, "chrS2": 120_000}
-    genomics.data.synthetic.TASK_SIZES = {"train": 400, "test": 100}
-    speech.data.synthetic.make_synthetic_speech = functools.partial(
-        speech.data.synthetic.make_synthetic_speech, num_speakers=3, utterances_per_speaker=2, seconds=(1.0, 1.2),
-        valid_fraction=0.34)
+    import genomics.data.gb  # imports done before the start
+    if "synthetic" in sys.argv:  # the synthetic data, made small (the same code, a tenth of the size)
+        import genomics.data.synthetic, speech.data.synthetic
+        genomics.data.synthetic.CHROMOSOMES = {"chrS1": 160_000, "chrS2": 120_000}
+        genomics.data.synthetic.TASK_SIZES = {"train": 400, "test": 100}
+        speech.data.synthetic.make_synthetic_speech = functools.partial(
+            speech.data.synthetic.make_synthetic_speech, num_speakers=3, utterances_per_speaker=2,
+            seconds=(1.0, 1.2), valid_fraction=0.34)
     Path(sys.argv[1] + ".ready").touch()
     while not Path(sys.argv[1]).exists():
         time.sleep(0.002)
@@ -88,7 +89,7 @@ def _one_won(results) -> tuple[subprocess.CompletedProcess, subprocess.Completed
 
 
 def test_concurrent_gb_prepares_leave_one_complete_output(tmp_path):
-    rows = [f"s{i},{random_dna(RNG, 200)},{i % 2}" for i in range(6000)]
+    rows = [f"s{i},{random_dna(RNG, 200)},{i % 2}" for i in range(2000)]
     src = write_csv(tmp_path / "task.csv", "id,seq,label", rows)
     for seed in (0, 1):  # what each run alone writes
         _gb(src, tmp_path / f"alone{seed}", seed=seed, dataset="human_nontata_promoters")
@@ -236,34 +237,31 @@ def test_out_that_is_a_file_or_lies_under_one(tmp_path):
 
 def test_read_only_out_names_the_folder(tmp_path, monkeypatch):
     fasta = _genome(tmp_path)
-    out = tmp_path / "ro"
-    out.mkdir()
-    if os.geteuid() == 0:  # root writes anywhere: make the lock's creation fail as it would for a user
-        real_open = os.open
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere: make writes in ``ro`` fail as they would for a user
+        for name in ("open", "mkdir"):
+            def deny(path, *a, _real=getattr(os, name), **kw):
+                if str(path).startswith(str(ro)):
+                    raise PermissionError(errno.EACCES, "Permission denied", str(path))
+                return _real(path, *a, **kw)
 
-        def deny(path, *a, **kw):
-            if str(path).startswith(str(out)):
-                raise PermissionError(errno.EACCES, "Permission denied", str(path))
-            return real_open(path, *a, **kw)
-
-        monkeypatch.setattr(prepared.os, "open", deny)
+            monkeypatch.setattr(os, name, deny)
     else:
-        out.chmod(0o555)
+        ro.chmod(0o555)
     try:
-        with pytest.raises(PermissionError, match=rf"cannot write in --out folder {out}: Permission denied"):
-            prepare_hg38(fasta=fasta, bed=None, download=False, out=out)
+        with pytest.raises(PermissionError, match=rf"cannot write in --out folder {ro}: Permission denied"):
+            prepare_hg38(fasta=fasta, bed=None, download=False, out=ro)
+        with pytest.raises(PermissionError, match=rf"cannot create --out folder {ro / 'sub'}: Permission denied"):
+            prepare_hg38(fasta=fasta, bed=None, download=False, out=ro / "sub")
     finally:
-        out.chmod(0o755)
-    assert not list(out.iterdir())
+        ro.chmod(0o755)
+    assert not list(ro.iterdir())
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_disk_full_keeps_previous_output_and_leaves_nothing(tmp_path, monkeypatch, name):
-    make_input, prepare, load = CASES[name]
-    src = make_input(tmp_path)
-    out = tmp_path / "out"
-    prepare(src, out)
-    expected = checksums(out)
+    src, out, prepare, load, expected = prepared_once(tmp_path, name)
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
