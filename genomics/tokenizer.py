@@ -71,12 +71,21 @@ def normalise_bytes(
     if bad.size:
         i = int(bad[0])
         raise SequenceError(
-            f"{source}: record {record}: invalid character {chr(raw[i])!r} at position {offset + i + 1:,} "
+            f"{source}: record {record}: invalid character {_shown(raw, i)} at position {offset + i + 1:,} "
             "(expected A/C/G/T/N or an IUPAC code, any case)"
         )
     n_iupac = int(np.count_nonzero((out == ord("N")) & (raw != ord("N")) & (raw != ord("n"))))
     n_lower = int(np.count_nonzero(raw >= ord("a")))
     return out, n_iupac, n_lower
+
+
+def _shown(raw: np.ndarray, i: int) -> str:
+    """The character starting at byte ``i`` as the user typed it: a UTF-8 sequence decoded (``'é'``,
+    not ``'Ã'``), an undecodable byte as ``byte 0xNN``."""
+    if raw[i] < 0x80:
+        return repr(chr(raw[i]))
+    text = bytes(raw[i : i + 4]).decode("utf-8", "replace")
+    return repr(text[0]) if text[0] != "\ufffd" else f"byte 0x{int(raw[i]):02x}"
 
 
 def normalise_sequence(seq: str, *, source: str = "<sequence>", record: str = "?") -> tuple[str, int]:

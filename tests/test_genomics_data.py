@@ -3,6 +3,7 @@ import gzip
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,7 +64,7 @@ def test_prepare_from_plain_gzip_bgzip_readonly_input(tmp_path, compression, cap
         os.chmod(src, 0o755)
     assert sorted(p.name for p in src.iterdir()) == ["genome.fa"]  # nothing written next to the input
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == sorted(
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
         [GENOME_FASTA, GENOME_FASTA + ".fai", GENOME_FASTA + ".gzi", "sequences.bed", "stats.json"])
     prepared = open_genome(out)
     stats = prepared.stats
@@ -109,21 +110,22 @@ def test_interrupted_prepare_is_refused_then_rerun_completes(tmp_path, monkeypat
     prepare_hg38(fasta=fasta, bed=None, download=False, out=out, seed=0)
     real_replace, calls = os.replace, []
 
-    def killed(src, dst):  # the process dies after moving the first file
-        calls.append(dst)
+    def killed(src, dst):  # the process dies after moving the first file into the folder
+        if Path(dst).parent == out:
+            calls.append(dst)
         if len(calls) > 1:
             raise KeyboardInterrupt
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", killed)
-    with pytest.raises(KeyboardInterrupt):
-        prepare_hg38(fasta=fasta, bed=None, download=False, out=out, seed=5)
+    with pytest.raises(KeyboardInterrupt):  # a re-run (same arguments) killed mid-way
+        prepare_hg38(fasta=fasta, bed=None, download=False, out=out, seed=0)
     monkeypatch.undo()
     with pytest.raises(NotPreparedError, match="interrupted"):
         open_genome(out)
     with pytest.raises(NotPreparedError):
         HyenaPretrainDataset(out, "train", 64)
-    prepare_hg38(fasta=fasta, bed=None, download=False, out=out, seed=5)
+    prepare_hg38(fasta=fasta, bed=None, download=False, out=out, seed=5)  # an incomplete folder takes any arguments
     assert open_genome(out).stats["seed"] == 5
     assert not list(out.glob(".staging-*"))
 
@@ -131,11 +133,14 @@ def test_interrupted_prepare_is_refused_then_rerun_completes(tmp_path, monkeypat
 def test_failed_validation_keeps_previous_output(tmp_path):
     fasta = write_fasta(tmp_path / "in.fa", RECORDS)
     out = tmp_path / "o"
-    prepare_hg38(fasta=fasta, bed=None, download=False, out=out, seed=0)
-    bad = write_bed(tmp_path / "bad.bed", [("chrZ", 0, 10, "train")])
+    bed = write_bed(tmp_path / "split.bed", [("chr1", 0, 20_000, "train"), ("chr2", 0, 6000, "valid")])
+    prepare_hg38(fasta=fasta, bed=bed, download=False, out=out, seed=0)
+    expected = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_bed(bed, [("chrZ", 0, 10, "train")])  # the same command, now with a bad bed
     with pytest.raises(DataError):
-        prepare_hg38(fasta=fasta, bed=bad, download=False, out=out, seed=0)
-    assert open_genome(out).stats["split_source"] == "seeded"
+        prepare_hg38(fasta=fasta, bed=bed, download=False, out=out, seed=0)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == expected
+    assert open_genome(out).stats["splits"]["train"]["bases"] == 20_000
 
 
 # --- bad input -----------------------------------------------------------------------------------

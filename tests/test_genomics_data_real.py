@@ -46,7 +46,8 @@ def _fullseq_labels(real_data, name) -> dict[str, int]:
 def _inside(real_data, tmp_path, name, region, lo, hi) -> tuple:
     """An interval folder with the test intervals of ``name`` inside region[lo, hi), shifted by -lo.
 
-    The same intervals form its train and test splits (a prepared task needs both).
+    The same intervals form its train and test splits (a prepared task needs both), and a class
+    with no interval there gets one ``filler_CLASS`` interval (a task needs two classes).
     """
     out = tmp_path / f"iv_{name}_{region}"
     rows = {}
@@ -57,6 +58,8 @@ def _inside(real_data, tmp_path, name, region, lo, hi) -> tuple:
                          and int(r["end"]) <= hi]
         lines = ["id,region,start,end,strand"] + [
             f"{r['id']},{region},{int(r['start']) - lo},{int(r['end']) - lo},{r['strand']}" for r in rows[cls]]
+        if not rows[cls]:
+            lines.append(f"filler_{cls},{region},0,200,+")
         for split in ("train", "test"):
             (out / split).mkdir(parents=True, exist_ok=True)
             (out / split / f"{cls}.csv.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
@@ -81,6 +84,8 @@ def test_slicing_real_hg38_recovers_gb_test_sequences(real_data, tmp_path, name,
     found = {}
     with np.load(tmp_path / "task" / "test.npz") as data:
         for ident, ids, label in zip(data["ids"], data["input_ids"], data["labels"]):
+            if str(ident).startswith("filler_"):
+                continue
             assert labels[decode(ids)] == label  # every sliced sequence is in the real test set, same label
             found[str(ident)] = int(label)
     assert sum(map(len, rows.values())) == len(found)

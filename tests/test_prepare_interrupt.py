@@ -100,14 +100,19 @@ def test_killed_prepare_reruns_to_identical_output(tmp_path, monkeypatch, name):
             load(out)
 
 
-@pytest.mark.parametrize("victim", ["largest", "stats.json"])
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_corrupted_output_detected_then_rebuilt(tmp_path, name, victim):
+def prepared_once(tmp_path: Path, name: str):
+    """``(src, out, prepare, load, checksums of out)`` after one prepare of case ``name`` into ``tmp_path/out``."""
     make_input, prepare, load = CASES[name]
     src = make_input(tmp_path)
     out = tmp_path / "out"
     prepare(src, out)
-    expected = checksums(out)
+    return src, out, prepare, load, checksums(out)
+
+
+@pytest.mark.parametrize("victim", ["largest", "stats.json"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_corrupted_output_detected_then_rebuilt(tmp_path, name, victim):
+    src, out, prepare, load, expected = prepared_once(tmp_path, name)
     if victim == "largest":  # for librispeech: train.tsv, the manifest
         victim = max((p for p in out.iterdir() if p.is_file() and p.name != "stats.json"), key=lambda p: p.stat().st_size)
         problem = f"{victim.name} has .* bytes.*corrupted"

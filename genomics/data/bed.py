@@ -4,6 +4,9 @@
 reaching past the chromosome end is an error naming the file and line: every interval of the real
 ``sequences_human.bed`` lies inside hg38, so one that does not means a mismatched genome. (Windows
 that the *datasets* widen past a chromosome end are shifted back inside; see ``pretrain.py``.)
+Intervals of different splits must not share a base (that would leak training data into
+validation or test): two that do are an error naming both lines. Overlaps within one split are
+allowed, counted in ``stats.json`` (``bed_overlaps_within_split``) and printed.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import numpy as np
 
 from bio_speech_dyt.io import write_text
 from bio_speech_dyt.prepared import DataError
+from bio_speech_dyt.textfile import check_text, open_text
 
 SPLITS = ("train", "valid", "test")
 
@@ -50,18 +54,20 @@ class Intervals:
 
 
 def read_bed(path: Path, lengths: dict[str, int]) -> Intervals:
-    """Parse and validate a 4-column split bed against contig ``lengths``.
+    """Parse and validate a 4-column split bed (plain or gzip) against contig ``lengths``.
 
-    Blank lines and ``#``/``track``/``browser`` lines are skipped; anything else malformed raises
-    :class:`DataError` naming ``path`` and the line number.
+    Blank lines and ``#``/``track``/``browser`` lines are skipped; anything else malformed, and two
+    intervals of different splits that share a base (leakage between the splits), raise
+    :class:`DataError` naming ``path`` and the line numbers. Overlaps within one split are allowed
+    (:func:`within_split_overlaps` counts them).
     """
-    rows = []
-    with open(path) as fh:
+    rows, line_nos = [], []
+    with open_text(path) as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue
             where = f"{path}: line {line_no}"
-            fields = line.rstrip("\r\n").split("\t")
+            fields = check_text(where, line.rstrip("\r\n")).split("\t")
             if len(fields) != 4:
                 raise DataError(f"{where}: expected 4 tab-separated columns (chr, start, end, split), got {len(fields)}")
             chrom, start_s, end_s, split = fields
@@ -80,9 +86,40 @@ def read_bed(path: Path, lengths: dict[str, int]) -> Intervals:
                     f"{where}: interval {chrom}:{start}-{end} reaches past the end of {chrom} (length {lengths[chrom]:,})"
                 )
             rows.append((chrom, start, end, split))
+            line_nos.append(line_no)
     if not rows:
         raise DataError(f"{path}: no intervals")
-    return Intervals.from_rows(rows)
+    intervals = Intervals.from_rows(rows)
+    _check_cross_split_overlaps(path, intervals, np.array(line_nos))
+    return intervals
+
+
+def _check_cross_split_overlaps(path: Path, intervals: Intervals, line_nos: np.ndarray) -> None:
+    """:class:`DataError` naming the first two intervals of different splits that share a base."""
+    def show(k: int) -> str:
+        return f"line {line_nos[k]} ({intervals.chrom[k]}:{intervals.start[k]}-{intervals.end[k]}, {intervals.split[k]})"
+
+    last: dict[tuple[str, str], int] = {}  # (chromosome, split) -> row reaching furthest so far
+    for j in np.lexsort((intervals.start, intervals.chrom)).tolist():
+        chrom, split = str(intervals.chrom[j]), str(intervals.split[j])
+        for other in SPLITS:
+            i = last.get((chrom, other))
+            if other != split and i is not None and intervals.end[i] > intervals.start[j]:
+                raise DataError(f"{path}: {show(i)} overlaps {show(j)}: a base in two splits leaks between them; "
+                                "make the splits' intervals disjoint")
+        if (chrom, split) not in last or intervals.end[j] > intervals.end[last[chrom, split]]:
+            last[chrom, split] = j
+
+
+def within_split_overlaps(intervals: Intervals) -> int:
+    """How many intervals overlap one starting before them in the same split (allowed: those bases
+    are only weighted twice; HyenaDNA's ``sequences_human.bed`` has none)."""
+    count, reach = 0, {}  # (chromosome, split) -> furthest end so far
+    for j in np.lexsort((intervals.start, intervals.chrom)).tolist():
+        key = (str(intervals.chrom[j]), str(intervals.split[j]))
+        count += int(reach.get(key, -1) > intervals.start[j])
+        reach[key] = max(reach.get(key, -1), int(intervals.end[j]))
+    return count
 
 
 def write_bed(path: Path, intervals: Intervals) -> None:

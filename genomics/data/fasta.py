@@ -20,6 +20,7 @@ from Bio import bgzf
 from tqdm import tqdm
 
 from bio_speech_dyt.prepared import DataError, NotPreparedError
+from bio_speech_dyt.textfile import BOM, compression, decode_line
 from genomics.tokenizer import bytes_to_ids, normalise_bytes
 
 GENOME_FASTA = "genome.fa.gz"
@@ -41,11 +42,6 @@ class Contig:
     def n_per_bin(self) -> np.ndarray:
         """Number of N per :data:`N_BIN`-base bin (last bin may be partial)."""
         return np.concatenate(self.n_bins) if self.n_bins else np.zeros(0, dtype=np.int64)
-
-
-def is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
 
 
 class _RecordWriter:
@@ -98,9 +94,11 @@ class _RecordWriter:
 
 
 def _lines(path: Path, bar: tqdm) -> Iterator[bytes]:
-    """Lines of a plain or gzip/bgzip file, advancing ``bar`` by compressed bytes read."""
+    """Lines of a plain or gzip/bgzip file, advancing ``bar`` by compressed bytes read (other
+    compressions are refused by :func:`~bio_speech_dyt.textfile.compression`)."""
+    gz = compression(path) == "gzip"
     with open(path, "rb") as raw:
-        stream: BinaryIO = gzip.GzipFile(fileobj=raw) if is_gzip(path) else raw
+        stream: BinaryIO = gzip.GzipFile(fileobj=raw) if gz else raw
         last = 0
         for i, line in enumerate(stream):
             if i % 65536 == 0:
@@ -109,6 +107,19 @@ def _lines(path: Path, bar: tqdm) -> Iterator[bytes]:
                 last = pos
             yield line
         bar.update(raw.tell() - last)
+
+
+def _record_name(src: Path, line_no: int, header: bytes) -> str:
+    """The name of a ``>`` header line (first word), which must be ASCII (it goes into .fai and bed files)."""
+    fields = header[1:].split(maxsplit=1)
+    if not fields:
+        return ""
+    name = decode_line(f"{src}: line {line_no}", fields[0])
+    if not name.isascii():
+        bad = next(ch for ch in name if not ch.isascii())
+        raise DataError(f"{src}: line {line_no}: record name {name!r} holds the non-ASCII character {bad!r}: "
+                        "rename the record (names go into the .fai index and bed files)")
+    return name
 
 
 def convert_fasta(src: Path, dst: Path) -> list[Contig]:
@@ -129,10 +140,12 @@ def convert_fasta(src: Path, dst: Path) -> list[Contig]:
         try:
             for line_no, line in enumerate(_lines(src, bar), start=1):
                 line = line.rstrip(b"\r\n")
+                if line_no == 1:
+                    line = line.removeprefix(BOM)  # a byte-order mark some editors write before '>'
                 if line.startswith(b">"):
                     if writer is not None:
                         writer.close(line_no - 1)
-                    name = line[1:].split(maxsplit=1)[0].decode("ascii", "replace") if line[1:].strip() else ""
+                    name = _record_name(src, line_no, line)
                     if not name:
                         raise DataError(f"{src}: line {line_no}: FASTA header without a name")
                     if name in seen:

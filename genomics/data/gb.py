@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bio_speech_dyt.io import atomic_path, write_json
-from bio_speech_dyt.prepared import DataError, begin_prepare, finish_prepare, publish, read_stats, staging
+from bio_speech_dyt.prepared import STATS, DataError, preparing, publish, read_stats, resolved, staging
 from genomics.data.fasta import GENOME_FASTA, Genome, convert_fasta, index_fasta
 from genomics.data.gb_sources import Example, download_package_layout, read_source
 from genomics.data.gb_tasks import KNOWN_TASKS, KnownTask
@@ -35,7 +35,7 @@ from genomics.tokenizer import PAD_ID, bytes_to_ids, normalise_bytes, reverse_co
 
 LABELS = "labels.json"
 PADDING = "left"
-_PREPARE_CMD = "bsd prepare genomic-benchmarks --dataset NAME (--source PATH | --download) --out DIR"
+KIND = "genomic-benchmarks"
 
 
 # --- labels and splits ---------------------------------------------------------------------------
@@ -122,7 +122,7 @@ def _tokenize(part: TaskSplit, max_length: int) -> tuple[np.ndarray, np.ndarray,
     lengths = np.empty(len(part.examples), dtype=np.int64)
     iupac = 0
     for i, ex in enumerate(part.examples):
-        canon, n_iupac, _ = normalise_bytes(ex.seq.encode("ascii", "replace"), source=ex.where, record=ex.id)
+        canon, n_iupac, _ = normalise_bytes(ex.seq.encode("utf-8", "surrogateescape"), source=ex.where, record=ex.id)
         iupac += n_iupac
         lengths[i] = canon.size
         if canon.size > max_length:
@@ -145,19 +145,25 @@ def _split_stats(part: TaskSplit, lengths: np.ndarray, classes: list[str], max_l
 
 def write_task(out: Path, dataset: str, splits: dict[str, TaskSplit], classes: list[str],
                max_length: int | None = None, extra_stats: dict | None = None) -> dict:
-    """Tokenize ``splits`` and write the prepared-task layout into ``out`` (staged, marker last)."""
+    """Tokenize ``splits`` and write the prepared-task layout into ``out`` (staged, marker last);
+    runs inside :func:`~bio_speech_dyt.prepared.preparing` for ``out``."""
     known = KNOWN_TASKS.get(dataset)
     if max_length is None:
         max_length = known.max_length if known else max(len(ex.seq) for p in splits.values() for ex in p.examples)
         if known is None:
             print(f"note: {dataset} is not a known GenomicBenchmarks task; max_length = longest sequence = {max_length}")
-    begin_prepare(out)
     stats = {"dataset": dataset, "max_length": int(max_length), "padding": PADDING, "splits": {}, "iupac_to_n": 0,
              "published": {"train": known.train, "test": known.test} if known else None, **(extra_stats or {})}
+    source = stats.get("source", dataset)
     with staging(out) as tmp:
         for split, part in splits.items():
             if not part.examples:
-                raise DataError(f"{dataset}: split {split!r} is empty")
+                raise DataError(f"{source}: split {split!r} is empty")
+            present = sorted({classes[i] for i in part.labels.tolist()})
+            if len(present) < 2:
+                raise DataError(f"{source}: the {split} split holds only class {present[0]!r} "
+                                f"({len(part.examples):,} examples): a classification task needs at least 2 classes in "
+                                "train and in test; check the label column / class folders")
             ids, lengths, iupac = _tokenize(part, max_length)
             stats["iupac_to_n"] += iupac
             stats["splits"][split] = _split_stats(part, lengths, classes, max_length)
@@ -165,10 +171,8 @@ def write_task(out: Path, dataset: str, splits: dict[str, TaskSplit], classes: l
                 np.savez(fh, input_ids=ids, labels=part.labels, lengths=lengths,
                          ids=np.array([ex.id for ex in part.examples], dtype=str))
         write_json(tmp / LABELS, {name: i for i, name in enumerate(classes)})
-        publish(tmp, out, [f"{split}.npz" for split in splits] + [LABELS])
-    _print_summary(stats)
-    finish_prepare(out, stats)
-    return stats
+        _print_summary(stats)
+        return publish(tmp, out, stats)
 
 
 def _print_summary(stats: dict) -> None:
@@ -189,7 +193,7 @@ def _open_fasta(fasta: Path, scratch: Path) -> Genome:
     """A prepared genome folder (or its genome.fa.gz) is used in place; any other FASTA is converted into ``scratch``."""
     fasta = Path(fasta)
     prepared_dir = fasta if fasta.is_dir() else fasta.parent if fasta.name == GENOME_FASTA else None
-    if prepared_dir is not None and (prepared_dir / "stats.json").is_file():
+    if prepared_dir is not None and (prepared_dir / STATS).is_file():
         return open_genome(prepared_dir).genome
     if not fasta.is_file():
         raise FileNotFoundError(f"--fasta {fasta} not found")
@@ -203,14 +207,22 @@ def prepare_genomic_benchmarks(*, dataset: str, source: Path | None, fasta: Path
                                holdout_fraction: float | None, seed: int, out: Path) -> dict:
     """Prepare GenomicBenchmarks task ``dataset`` from ``source`` (or ``--download``) into ``out``."""
     out = Path(out)
-    if download:
-        source = download_package_layout(dataset)
-    if source is None:
+    if source is None and not download:
         raise ValueError("prepare genomic-benchmarks: give --source PATH or --download")
+    arguments = {"dataset": dataset, "source": resolved(source), "fasta": resolved(fasta), "download": download,
+                 "holdout_fraction": holdout_fraction, "seed": seed}
+    with preparing(out, KIND, arguments, inputs=(source, fasta)):
+        if download:
+            source = download_package_layout(dataset)
+        return _prepare(dataset, Path(source), fasta, holdout_fraction, seed, out)
+
+
+def _prepare(dataset: str, source: Path, fasta: Path | None, holdout_fraction: float | None, seed: int,
+             out: Path) -> dict:
     scratch = out / ".fasta-scratch"
     try:
         genome = _open_fasta(fasta, scratch) if fasta is not None else None
-        data = read_source(Path(source), genome)
+        data = read_source(source, genome)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if data.skipped_empty:
@@ -257,7 +269,7 @@ class GBTask:
     @classmethod
     def load(cls, directory: Path | str) -> GBTask:
         directory = Path(directory)
-        stats = read_stats(directory, "GenomicBenchmarks task", _PREPARE_CMD)
+        stats = read_stats(directory, KIND)
         labels = json.loads((directory / LABELS).read_text())
         return cls(directory, stats["dataset"], labels, int(stats["max_length"]), stats)
 

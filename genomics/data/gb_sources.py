@@ -18,12 +18,12 @@ import csv
 import gzip
 import re
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Iterator
 
 from bio_speech_dyt.prepared import DataError
+from bio_speech_dyt.textfile import BOM, check_text, open_text
 from genomics.data.fasta import Genome
 from genomics.tokenizer import DNATokenizer, reverse_complement
 
@@ -63,22 +63,15 @@ def detect_kind(source: Path) -> str:
     return "csv-pair"
 
 
-@contextmanager
-def _open_text(path: Path) -> Iterator[TextIO]:
-    with open(path, "rb") as raw:
-        gz = raw.read(2) == b"\x1f\x8b"
-    with (gzip.open(path, "rt", newline="") if gz else open(path, newline="")) as fh:
-        yield fh
-
-
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) of a CSV/TSV(.gz) file with a header line."""
+    """(line number, row) of a CSV/TSV(.gz) file with a header line (UTF-8, a BOM dropped)."""
     delimiter = "\t" if ".tsv" in path.name else ","
     try:
-        with _open_text(path) as fh:
+        with open_text(path, newline="") as fh:
             reader = csv.DictReader(fh, delimiter=delimiter)
             if reader.fieldnames is None:
                 raise DataError(f"{path}: empty file (no header line)")
+            check_text(f"{path}: line 1", delimiter.join(reader.fieldnames))
             for row in reader:
                 yield reader.line_num, row
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
@@ -104,13 +97,14 @@ def read_csv(path: Path) -> tuple[list[Example], int]:
                     _column(path, fields, ("id", "name"), required=False))
         seq_col, label_col, id_col = cols
         where = f"{path}: line {line}"
-        seq, label = (row[seq_col] or "").strip(), (row[label_col] or "").strip()
+        seq, label = (row[seq_col] or "").strip(), check_text(where, (row[label_col] or "").strip())
         if not seq:
             skipped += 1
             continue
         if not label:
             raise DataError(f"{where}: empty label")
-        examples.append(Example(row[id_col] if id_col else f"{path.name}:{line}", seq, label, where))
+        examples.append(Example(check_text(where, row[id_col] or "") if id_col else f"{path.name}:{line}", seq, label,
+                                where))
     return examples, skipped
 
 
@@ -151,7 +145,7 @@ def read_package_layout(root: Path) -> tuple[dict[str, list[Example]], int]:
             if not files:
                 raise DataError(f"{class_dir}: empty class folder (no .txt sequence files)")
             for path in files:
-                seq = "".join(path.read_text().split())
+                seq = "".join(path.read_bytes().removeprefix(BOM).decode("utf-8", "surrogateescape").split())
                 if not seq:
                     skipped += 1
                     continue
@@ -182,7 +176,7 @@ def read_intervals(root: Path, genome: Genome) -> dict[str, list[Example]]:
             for line, row in _rows(path):
                 where = f"{path}: line {line}"
                 try:
-                    ident, region, strand = row["id"], row["region"], row["strand"]
+                    ident, region, strand = (check_text(where, row[k] or "") for k in ("id", "region", "strand"))
                     start, end = int(row["start"]), int(row["end"])
                 except KeyError as e:
                     raise DataError(f"{path}: missing column {e} (need id,region,start,end,strand)") from None

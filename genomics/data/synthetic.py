@@ -28,8 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bio_speech_dyt.prepared import preparing
+from genomics.data.gb import KIND as GB
 from genomics.data.gb import TaskSplit, write_task
 from genomics.data.gb_sources import Example
+from genomics.data.hg38 import KIND as HG38
 from genomics.data.hg38 import prepare_hg38
 
 CHROMOSOMES = {"chrS1": 1_200_000, "chrS2": 800_000}
@@ -176,15 +179,18 @@ def make_task(seed: int = 0) -> tuple[dict[str, TaskSplit], list[str]]:
 
 
 def prepare_synthetic_genomics(out: Path, seed: int = 0) -> None:
-    """Write ``out/genome`` (hg38-style) and ``out/gb`` (GenomicBenchmarks-style) from ``seed``."""
+    """Write ``out/genome`` (hg38-style) and ``out/gb`` (GenomicBenchmarks-style) from ``seed``; each
+    under its folder's prepare lock (the genome's source FASTA is written inside it, as a dotfile)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    source = out / ".synthetic-genome.fa.gz"
-    try:
-        write_genome_fasta(source, seed)
-        prepare_hg38(fasta=source, bed=None, download=False, out=out / "genome", seed=seed)
-    finally:
-        source.unlink(missing_ok=True)
-    splits, classes = make_task(seed)
-    write_task(out / "gb", TASK, splits, classes, max_length=TASK_MAX_LENGTH,
-               extra_stats={"source": f"synthetic (seed {seed})", "source_kind": "synthetic", "seed": seed})
+    generator = {"generator": "synthetic genome", "seed": seed}
+    with preparing(out / "genome", HG38, generator):
+        source = out / "genome" / ".synthetic-genome.fa.gz"
+        try:
+            write_genome_fasta(source, seed)
+            prepare_hg38(fasta=source, bed=None, download=False, out=out / "genome", seed=seed)
+        finally:
+            source.unlink(missing_ok=True)
+    with preparing(out / "gb", GB, {**generator, "generator": "synthetic promoters"}):
+        splits, classes = make_task(seed)
+        write_task(out / "gb", TASK, splits, classes, max_length=TASK_MAX_LENGTH,
+                   extra_stats={"source": f"synthetic (seed {seed})", "source_kind": "synthetic", "seed": seed})

@@ -18,6 +18,8 @@ SAMPLE_RATE = 16_000
 
 #: reasons for which ``bsd prepare`` skips (and lists) a file instead of failing
 SKIP_REASONS = ("empty", "unreadable", "truncated")
+#: the reason listed for a file under a subset folder that is neither FLAC audio nor a transcript
+NOT_AUDIO = "not-flac"
 
 
 class AudioError(Exception):

@@ -12,7 +12,13 @@ detected the same way.
 Audio must be 16 kHz mono: other rates need ``--resample``, more channels ``--downmix``
 (converted files are written under ``OUT/audio``, never beside the input; the manifest root
 then becomes ``OUT/audio`` and unconverted files are linked there). Empty, unreadable and
-truncated files are skipped, counted and listed with the reason.
+truncated files are skipped, counted and listed with the reason, and so is every other file
+under a subset folder that is neither FLAC audio (``.flac`` in any case) nor a transcript.
+
+The prepare holds ``--out``'s lock and checks it (:func:`bio_speech_dyt.prepared.preparing`),
+never reads a folder written by ``bsd prepare`` under the root (its own ``--out`` included: see
+:mod:`speech.data.layout`), refuses audio outside the LibriSpeech layout naming the right
+``--root``, and refuses a split left empty (a ``--valid-fraction`` above 0 with one speaker).
 """
 from __future__ import annotations
 
@@ -28,12 +34,13 @@ from typing import Sequence
 import soundfile as sf
 
 from bio_speech_dyt.io import atomic_path, write_text
-from bio_speech_dyt.prepared import STATS, begin_prepare, finish_prepare, interrupted, publish, read_stats, staging
-from speech.data.audio import SAMPLE_RATE, AudioError, AudioInfo, check_audio, read_audio, to_mono_16k
+from bio_speech_dyt.prepared import (KINDS, STATS, DataError, NotPreparedError, interrupted, preparing, publish, read_stats,
+                                     resolved, staging)
+from speech.data.audio import NOT_AUDIO, SAMPLE_RATE, AudioError, AudioInfo, check_audio, read_audio, to_mono_16k
+from speech.data.layout import AUDIO_SUFFIX, LAYOUT, SubsetFiles, check_layout, read_transcripts, scan_tree
 from speech.data.manifest import ManifestEntry, write_manifest, write_transcripts
 
-SPLITS = ("train", "valid")
-_PREPARE_CMD = "bsd prepare librispeech --root PATH/LibriSpeech --out DIR"
+KIND = "librispeech"
 
 
 @dataclasses.dataclass
@@ -59,25 +66,6 @@ class Utterance:
         return math.ceil(self.info.frames * SAMPLE_RATE / self.info.sample_rate)
 
 
-def find_subsets(root: Path) -> list[str]:
-    """Subset folders under ``root`` that hold FLAC files."""
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and next(p.rglob("*.flac"), None) is not None)
-
-
-def read_transcripts(subset_dir: Path) -> dict[str, str]:
-    """``utterance id → words`` from every ``*.trans.txt`` under ``subset_dir``."""
-    out: dict[str, str] = {}
-    for trans in sorted(subset_dir.rglob("*.trans.txt")):
-        for no, line in enumerate(trans.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            utt, _, words = line.strip().partition(" ")
-            if not words:
-                raise ValueError(f"{trans}:{no}: expected '<utterance-id> WORDS', got {line!r}")
-            out[utt] = words
-    return out
-
-
 def _choose_subsets(
     available: list[str], train: Sequence[str] | None, valid: Sequence[str] | None, root: Path
 ) -> tuple[list[str], list[str] | None]:
@@ -93,13 +81,16 @@ def _choose_subsets(
     return list(train) if train else available, None
 
 
-def _scan(root: Path, subsets: Sequence[str], resample: bool, downmix: bool) -> tuple[list[Utterance], list[tuple[str, str]]]:
+def _scan(root: Path, tree: dict[str, SubsetFiles], subsets: Sequence[str], resample: bool, downmix: bool
+          ) -> tuple[list[Utterance], list[tuple[str, str]]]:
     """Check every file; return the usable utterances and ``(relative path, reason)`` skips."""
     utts: list[Utterance] = []
     skipped: list[tuple[str, str]] = []
     for subset in subsets:
-        transcripts = read_transcripts(root / subset)
-        for path in sorted((root / subset).rglob("*.flac")):
+        files = tree[subset]
+        transcripts = read_transcripts(files.transcripts)
+        for path in files.audio:
+            speaker = check_layout(root, path)
             rel = path.relative_to(root).as_posix()
             try:
                 info = check_audio(path)
@@ -111,8 +102,12 @@ def _scan(root: Path, subsets: Sequence[str], resample: bool, downmix: bool) -> 
                 raise ValueError(f"{path}: sample rate {info.sample_rate} Hz, expected {SAMPLE_RATE}; pass --resample")
             if info.channels != 1 and not downmix:
                 raise ValueError(f"{path}: {info.channels} channels, expected mono; pass --downmix")
-            speaker = Path(rel).parts[1] if len(Path(rel).parts) > 2 else Path(rel).stem.split("-")[0]
-            utts.append(Utterance(rel, subset, speaker, info, transcripts.get(path.stem)))
+            utts.append(Utterance(rel, subset, speaker, info, transcripts.get(path.name[: -len(AUDIO_SUFFIX)])))
+        for path in files.other:
+            skipped.append((path.relative_to(root).as_posix(), NOT_AUDIO))
+        if files.other:
+            print(f"skipped {len(files.other)} file(s) in {root / subset} that are neither FLAC audio nor "
+                  f"transcripts (listed in skipped.tsv as {NOT_AUDIO})")
     return utts, skipped
 
 
@@ -166,22 +161,35 @@ def prepare_librispeech(
 ) -> dict:
     """Prepare manifests; returns the ``stats.json`` content."""
     out = Path(out)
-    if download:
-        from speech.data.download import download_librispeech
-
-        wanted = [*(train_subsets or []), *(valid_subsets or [])] or None
-        root = download_librispeech(out / "downloads", subsets=wanted)
-    if root is None:
+    if root is None and not download:
         raise ValueError("give --root PATH/LibriSpeech or --download")
-    root = Path(root).resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"LibriSpeech root not found: {root}")
-    available = find_subsets(root)
-    if not available:
-        raise ValueError(f"no subset folders with .flac files under {root}")
-    train_names, valid_names = _choose_subsets(available, train_subsets, valid_subsets, root)
+    if root is not None:
+        root = Path(root).resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"LibriSpeech root not found: {root}")
+    arguments = {"root": resolved(root), "download": download, "train_subsets": train_subsets,
+                 "valid_subsets": valid_subsets, "valid_fraction": valid_fraction, "seed": seed,
+                 "resample": resample, "downmix": downmix}
+    with preparing(out, KIND, arguments, inputs=(root,)):
+        if download:
+            from speech.data.download import download_librispeech
 
-    utts, skipped = _scan(root, [*train_names, *(valid_names or [])], resample, downmix)
+            wanted = [*(train_subsets or []), *(valid_subsets or [])] or None
+            root = download_librispeech(out / "downloads", subsets=wanted).resolve()
+        splits, skipped = _choose(root, out, train_subsets, valid_subsets, valid_fraction, seed, resample, downmix)
+        return _write(root, out, splits, skipped, seed, valid_fraction if valid_subsets is None else None)
+
+
+def _choose(root: Path, out: Path, train_subsets: Sequence[str] | None, valid_subsets: Sequence[str] | None,
+            valid_fraction: float, seed: int, resample: bool, downmix: bool
+            ) -> tuple[dict[str, list[Utterance]], list[tuple[str, str]]]:
+    """The train / valid utterances and the skipped files; a split left empty is an error."""
+    tree = scan_tree(root, out)
+    available = sorted(name for name, files in tree.items() if files.audio)
+    if not available:
+        raise ValueError(f"no subset folders with .flac files under {root} (expected {LAYOUT})")
+    train_names, valid_names = _choose_subsets(available, train_subsets, valid_subsets, root)
+    utts, skipped = _scan(root, tree, [*train_names, *(valid_names or [])], resample, downmix)
     if valid_names is None:
         valid_speakers = split_speakers([u.speaker for u in utts], valid_fraction, seed)
         splits = {
@@ -193,38 +201,50 @@ def prepare_librispeech(
             "train": [u for u in utts if u.subset in train_names],
             "valid": [u for u in utts if u.subset in valid_names],
         }
+    _check_not_empty(root, splits, skipped, valid_names, valid_fraction)
+    return splits, skipped
 
-    begin_prepare(out)
+
+def _check_not_empty(root: Path, splits: dict[str, list[Utterance]], skipped: list[tuple[str, str]],
+                     valid_names: list[str] | None, valid_fraction: float) -> None:
+    skips = f" ({len(skipped)} file(s) skipped: {dict(Counter(r for _, r in skipped))})" if skipped else ""
+    if not splits["train"]:
+        raise DataError(f"{root}: no usable training utterances{skips}")
+    if splits["valid"] or (valid_names is None and valid_fraction == 0):
+        return
+    if valid_names is not None:
+        raise DataError(f"{root}: the valid subset(s) {', '.join(valid_names)} hold no usable utterance{skips}")
+    speakers = len({u.speaker for u in splits["train"]})
+    raise DataError(f"{root}: the valid split would be empty: --valid-fraction {valid_fraction} holds out whole "
+                    f"speakers and the usable utterances come from {speakers} speaker(s); a speaker-disjoint "
+                    "split needs at least 2 (check --root, or name --valid-subsets, or pass --valid-fraction 0)")
+
+
+def _write(root: Path, out: Path, splits: dict[str, list[Utterance]], skipped: list[tuple[str, str]], seed: int,
+           valid_fraction: float | None) -> dict:
+    utts = [u for members in splits.values() for u in members]
     manifest_root = root
     if any(u.needs_conversion for u in utts):
         manifest_root = (out / "audio").resolve()
         _materialize(root, manifest_root, utts)
 
     stats: dict = {"root": str(root), "manifest_root": str(manifest_root), "sample_rate": SAMPLE_RATE, "seed": seed,
-                   "valid_fraction": valid_fraction if valid_names is None else None, "splits": {}, "transcripts": {}}
+                   "valid_fraction": valid_fraction, "splits": {}, "transcripts": {},
+                   "skipped": {"total": len(skipped), "by_reason": dict(sorted(Counter(r for _, r in skipped).items()))},
+                   "converted": {"resampled": sum(u.info.sample_rate != SAMPLE_RATE for u in utts),
+                                 "downmixed": sum(u.info.channels != 1 for u in utts)}}
     with staging(out) as tmp:
-        names = []
         for split, members in splits.items():
             write_manifest(tmp / f"{split}.tsv", manifest_root, [ManifestEntry(u.rel, u.num_samples) for u in members])
-            names.append(f"{split}.tsv")
             stats["splits"][split] = _split_stats(members)
             have = sum(u.transcript is not None for u in members)
             if members and have == len(members):
                 write_transcripts(tmp, split, [u.transcript for u in members])
-                names += [f"{split}.wrd", f"{split}.ltr"]
                 stats["transcripts"][split] = "written"
             else:
                 stats["transcripts"][split] = f"{have} of {len(members)} utterances have one; .wrd/.ltr not written"
         write_text(tmp / "skipped.tsv", "".join(f"{rel}\t{reason}\n" for rel, reason in skipped))
-        publish(tmp, out, [*names, "skipped.tsv"])
-    for stale in {f"{split}.{ext}" for split in SPLITS for ext in ("wrd", "ltr")} - set(names):
-        (out / stale).unlink(missing_ok=True)  # never leave a transcript file misaligned with the new manifest
-    stats["skipped"] = {"total": len(skipped), "by_reason": dict(sorted(Counter(r for _, r in skipped).items()))}
-    stats["converted"] = {
-        "resampled": sum(u.info.sample_rate != SAMPLE_RATE for u in utts),
-        "downmixed": sum(u.info.channels != 1 for u in utts),
-    }
-    stats = finish_prepare(out, stats)
+        stats = publish(tmp, out, stats)  # a transcript file of an earlier run is removed, never left misaligned
     tr, va = stats["splits"]["train"], stats["splits"]["valid"]
     print(f"{out}: train {tr['utterances']} utts / {tr['speakers']} speakers / {tr['hours']:.3f} h; "
           f"valid {va['utterances']} utts / {va['speakers']} speakers / {va['hours']:.3f} h; skipped {len(skipped)}")
@@ -233,17 +253,31 @@ def prepare_librispeech(
 
 def read_prepared(directory: Path, manifests: Sequence[str] = ("train.tsv", "valid.tsv")) -> dict:
     """``stats.json`` of a folder written by ``bsd prepare librispeech|synthetic``, after checking
-    that the prepare completed and that every file it lists has its recorded size
-    (:class:`~bio_speech_dyt.prepared.NotPreparedError` otherwise).
+    that the prepare completed, that the folder is a speech one, that every file it lists has its
+    recorded size and that ``manifests`` are there
+    (:class:`~bio_speech_dyt.prepared.NotPreparedError` otherwise, naming the missing manifest).
 
     A folder of fairseq manifests made elsewhere (e.g. by fairseq's ``wav2vec_manifest.py``) has no
     ``stats.json`` and no staging folder of ours: it is used as it is, with a warning that nothing
     vouches for it (``{}`` is returned). A folder whose ``bsd prepare`` was killed is refused."""
     directory = Path(directory)
-    external = (not (directory / STATS).exists() and not interrupted(directory)
-                and all((directory / m).is_file() for m in manifests))
-    if external:
+    missing = [directory / m for m in manifests if not (directory / m).is_file()]
+    if not (directory / STATS).exists() and not interrupted(directory):
+        if missing:
+            kind = KINDS[KIND]
+            raise NotPreparedError(f"{missing[0]}: manifest not found{_manifests_in(directory)} (and no {STATS}: not a "
+                                   f"prepared {kind.what}, or its prepare was interrupted; run `{kind.command}`)")
         warnings.warn(f"{directory}: manifests not written by `bsd prepare librispeech` (no {STATS}): "
                       "used unverified", stacklevel=2)
         return {}
-    return read_stats(directory, "LibriSpeech-style folder", _PREPARE_CMD)
+    stats = read_stats(directory, KIND)
+    if missing:
+        raise NotPreparedError(f"{missing[0]}: manifest not found{_manifests_in(directory)}")
+    return stats
+
+
+def _manifests_in(directory: Path) -> str:
+    if not directory.is_dir():
+        return f" (no folder {directory})"
+    found = sorted(p.name for p in directory.glob("*.tsv") if p.name != "skipped.tsv")
+    return f"; {directory} holds {', '.join(found)}" if found else f" ({directory} holds no .tsv manifest)"

@@ -30,7 +30,8 @@ import soundfile as sf
 
 from bio_speech_dyt.io import atomic_path, write_text
 from speech.data.audio import SAMPLE_RATE
-from speech.data.prepare import prepare_librispeech
+from bio_speech_dyt.prepared import preparing
+from speech.data.prepare import KIND, prepare_librispeech
 
 #: vowel formant targets F1, F2, F3 in Hz (adult averages)
 VOWELS = {"A": (730, 1090, 2440), "E": (530, 1840, 2480), "I": (270, 2290, 3010),
@@ -175,11 +176,21 @@ def make_synthetic_speech(
     out: Path, seed: int = 0, num_speakers: int = 10, utterances_per_speaker: int = 8,
     seconds: tuple[float, float] = (2.2, 4.5), valid_fraction: float = 0.2,
 ) -> dict:
-    """Write the corpus under ``out/LibriSpeech`` and its manifests into ``out``; returns stats."""
+    """Write the corpus under ``out/LibriSpeech`` and its manifests into ``out``; returns stats.
+    The whole of it runs under ``out``'s prepare lock (a concurrent run never mixes its audio in)."""
     out = Path(out)
+    arguments = {"generator": "synthetic speech", "seed": seed, "num_speakers": num_speakers,
+                 "utterances_per_speaker": utterances_per_speaker, "seconds": list(seconds),
+                 "valid_fraction": valid_fraction}
+    with preparing(out, KIND, arguments):
+        _write_corpus(out / "LibriSpeech" / SUBSET, seed, num_speakers, utterances_per_speaker, seconds)
+        return prepare_librispeech(root=out / "LibriSpeech", valid_fraction=valid_fraction, seed=seed, out=out)
+
+
+def _write_corpus(root: Path, seed: int, num_speakers: int, utterances_per_speaker: int,
+                  seconds: tuple[float, float]) -> None:
     rng = np.random.default_rng(seed)
     lexicon = make_lexicon(rng)
-    root = out / "LibriSpeech" / SUBSET
     for s in range(num_speakers):
         spk_id, chapter = 9000 + s, 100 + s
         spk = Speaker.sample(rng)
@@ -193,4 +204,3 @@ def make_synthetic_speech(
                 sf.write(str(tmp), wav, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
             lines.append(f"{name} {words}\n")
         write_text(folder / f"{spk_id}-{chapter}.trans.txt", "".join(lines))
-    return prepare_librispeech(root=out / "LibriSpeech", valid_fraction=valid_fraction, seed=seed, out=out)
