@@ -168,7 +168,8 @@ class RunContext:
             raise RunStateError(f"--out {out} is a file, not a run directory; choose another --out")
         out.mkdir(parents=True, exist_ok=True)
         try:
-            self._lock = exclusive_lock(out, "run directory")
+            self._lock = exclusive_lock(out, f"{out}: this run directory is in use by another bsd process (pid {{pid}}); "
+                                                 "wait for it to finish or choose another --out")
             self._lock.__enter__()
         except LockedError as e:
             raise RunStateError(str(e)) from None

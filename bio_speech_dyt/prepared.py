@@ -4,7 +4,7 @@ ownership, staging, completion marker, and the checks loaders run.
 A prepare runs inside :func:`preparing`, which
 
 * holds ``OUT/.bsd.lock`` (``fcntl.flock``) for the whole prepare: a second prepare into the same
-  folder fails at once (:class:`BusyError`) and never touches the first one's files;
+  folder fails at once (:class:`bio_speech_dyt.locks.LockedError`) and never touches the first one's files;
 * refuses an input that lies where an output goes (inputs are never written), a folder holding
   another kind's prepared data or files of someone else's that it would replace, and a complete
   folder of its own kind made with other arguments (a re-run with the same arguments rebuilds it
@@ -28,23 +28,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from bio_speech_dyt.io import write_json, write_text
+from bio_speech_dyt.locks import LOCK_NAME as LOCK  # flock'ed by the prepare running in the folder
+from bio_speech_dyt.locks import exclusive_lock
 
 STATS = "stats.json"
 PUBLISHING = ".publishing"  # present from the first move until stats.json is written
 OWNER = ".bsd-prepared"  # the kind of prepare that owns the folder: written when it claims the folder, kept
-LOCK = ".bsd.lock"  # flock'ed by the prepare running in the folder; holds its pid
 _STAGING_PREFIX = ".staging-"
 
 
@@ -80,10 +79,6 @@ class NotPreparedError(FileNotFoundError):
     """A prepared-data folder is missing, incomplete (interrupted prepare), stale or of another kind."""
 
 
-class BusyError(FileExistsError):
-    """Another process is preparing into the same folder."""
-
-
 class OccupiedError(FileExistsError):
     """``--out`` holds something a prepare must not replace (another kind's data, foreign files,
     a complete folder made with other arguments, or one of the prepare's own inputs)."""
@@ -94,53 +89,11 @@ class OccupiedError(FileExistsError):
 
 @dataclass
 class _Claim:
-    fd: int
     kind: str | None
     arguments: dict[str, Any] | None
 
 
 _HELD: dict[str, _Claim] = {}  # resolved folder -> this process's lock on it
-
-
-def _pid_in(fd: int) -> str:
-    for _ in range(20):  # the holder writes its pid right after taking the lock
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        if text:
-            return text
-        time.sleep(0.01)
-    return "unknown"
-
-
-def _lock(out: Path) -> int:
-    """Take ``out/.bsd.lock`` (non-blocking); :class:`BusyError` naming the holder's pid."""
-    path = out / LOCK
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise type(e)(e.errno, f"cannot write in --out folder {out}: {e.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _pid_in(fd)
-            os.close(fd)
-            raise BusyError(f"{out} is being prepared by another process (pid {pid}); "
-                            "wait for it or use another --out") from None
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:  # not a lock file its previous holder removed after we opened it
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            return fd
-        os.close(fd)
-
-
-def _unlock(out: Path, fd: int) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        (out / LOCK).unlink()  # while still holding it: a waiter that opened it retries on a fresh file
-    os.close(fd)
 
 
 @contextlib.contextmanager
@@ -150,11 +103,13 @@ def locked(out: Path, kind: str | None = None, arguments: dict[str, Any] | None 
     if key in _HELD:
         yield False
         return
-    _HELD[key] = _Claim(_lock(out), kind, arguments)
-    try:
-        yield True
-    finally:
-        _unlock(out, _HELD.pop(key).fd)
+    with exclusive_lock(out, f"{out} is being prepared by another process (pid {{pid}}); "
+                             "wait for it or use another --out"):
+        _HELD[key] = _Claim(kind, arguments)
+        try:
+            yield True
+        finally:
+            _HELD.pop(key)
 
 
 # --- claiming a folder ---------------------------------------------------------------------------
