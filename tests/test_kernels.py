@@ -111,7 +111,9 @@ class _TinyNet(nn.Module):
         return self.head(self.norm_plain(self.norm(self.proj(h))))
 
 
-def test_torch_compile_fullgraph_matches_eager() -> None:
+@pytest.mark.parametrize("cpu_backend", ["cpp", "torch"])
+def test_torch_compile_fullgraph_matches_eager(cpu_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(kernels.ENV_CPU_BACKEND, cpu_backend)  # what the DyT layers' "auto" runs
     torch.manual_seed(0)
     model = _TinyNet()
     with torch.no_grad():
@@ -131,23 +133,25 @@ def test_torch_compile_fullgraph_matches_eager() -> None:
         torch.testing.assert_close(g, p.grad)
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
 @pytest.mark.parametrize(
     "shape, channels_last, weight, bias",
     [((3, 7), True, True, True), ((2, 7, 3), False, True, False), ((4, 7), True, False, False)],
 )
-def test_custom_ops_pass_opcheck(shape, channels_last, weight, bias) -> None:
+def test_custom_ops_pass_opcheck(shape, channels_last, weight, bias, backend) -> None:
     x, alpha, w, b = _float64_args(shape, channels_last, weight, bias)
     x, alpha, w, b = (None if t is None else t.float().detach().requires_grad_() for t in (x, alpha, w, b))
-    torch.library.opcheck(kernels.dyt_forward, (x, alpha, w, b, channels_last, "torch"))
+    torch.library.opcheck(kernels.dyt_forward, (x, alpha, w, b, channels_last, backend))
     dy = torch.randn_like(x)
     detached = (x.detach(), alpha.detach(), None if w is None else w.detach(), None if b is None else b.detach())
-    torch.library.opcheck(kernels.dyt_backward, (dy, *detached, channels_last, "torch"))
+    torch.library.opcheck(kernels.dyt_backward, (dy, *detached, channels_last, backend))
 
 
 def test_auto_backend_and_env_override(monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.randn(2, 3)
     monkeypatch.delenv(kernels.ENV_BACKEND, raising=False)
-    assert kernels.resolve_backend("auto", x) == "torch"
+    monkeypatch.delenv(kernels.ENV_CPU_BACKEND, raising=False)
+    assert kernels.resolve_backend("auto", x) == "cpp"  # more in test_kernels_cpp.py
     assert kernels.resolve_backend("auto", x.double()) == "torch"
     monkeypatch.setenv(kernels.ENV_BACKEND, "reference")
     assert kernels.resolve_backend("auto", x) == "reference"
@@ -186,9 +190,10 @@ def test_dyt_module_calls_the_entry_point(monkeypatch: pytest.MonkeyPatch) -> No
     assert calls == [{"channels_last": False, "backend": "torch"}]
 
 
-def test_saves_only_input_and_parameters_for_backward() -> None:
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
+def test_saves_only_input_and_parameters_for_backward(backend: str) -> None:
     x = torch.randn(64, 32, requires_grad=True)
-    module = DyT(32, backend="torch")
+    module = DyT(32, backend=backend)
     saved: list[torch.Tensor] = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         module(x)
@@ -197,18 +202,19 @@ def test_saves_only_input_and_parameters_for_backward() -> None:
     assert sum(t.numel() for t in saved) == x.numel() + 1 + 2 * 32
 
 
-def test_empty_and_non_contiguous_inputs() -> None:
-    module = DyT(6, backend="torch")
+@pytest.mark.parametrize("backend, dtype", [("torch", torch.float64), ("cpp", torch.float32)])
+def test_empty_and_non_contiguous_inputs(backend: str, dtype: torch.dtype) -> None:
+    module = DyT(6, backend=backend)
     x = torch.randn(0, 6, requires_grad=True)
     y = module(x)
     y.sum().backward()
     assert y.shape == (0, 6) and module.alpha.grad.item() == 0 and x.grad.shape == (0, 6)
     module.zero_grad()
-    base = torch.randn(6, 5, dtype=torch.float64)
+    base = torch.randn(6, 5, dtype=dtype)
     xt = base.t().requires_grad_()  # (5, 6), not contiguous
-    module.double()
+    module.to(dtype)
     module(xt).sum().backward()
-    ref = DyT(6, backend="reference").double()
+    ref = DyT(6, backend="reference").to(dtype)
     ref.load_state_dict(module.state_dict())
     xr = base.t().clone().requires_grad_()
     ref(xr).sum().backward()

@@ -3,7 +3,7 @@
 Registered with :func:`torch.library.custom_op`, fake (meta) implementations and
 :func:`torch.library.register_autograd`, so ``torch.compile(fullgraph=True)`` traces models with
 DyT layers without graph breaks and DDP / FSDP2 see ordinary parameter gradients. The ops take
-the backend by name (``triton`` | ``torch``) and call that module's ``forward`` / ``backward``.
+the backend by name (``triton`` | ``cpp`` | ``torch``) and call that module's ``forward`` / ``backward``.
 Only ``x`` and the parameters are saved for backward (``tanh(alpha x)`` is recomputed).
 """
 from __future__ import annotations
@@ -15,7 +15,11 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-KERNEL_BACKENDS = {"triton": "bio_speech_dyt.kernels.triton_dyt", "torch": "bio_speech_dyt.kernels.chunked"}
+KERNEL_BACKENDS = {
+    "triton": "bio_speech_dyt.kernels.triton_dyt",
+    "cpp": "bio_speech_dyt.kernels.cpu_dyt",
+    "torch": "bio_speech_dyt.kernels.chunked",
+}
 
 
 def _impl(backend: str) -> ModuleType:
