@@ -44,6 +44,18 @@ class OptimConfig:
     min_lr_ratio: float = 0.0  # cosine floor / polynomial end, as a fraction of lr
     power: float = 1.0  # polynomial decay power
     gradient_clip_val: float = 1.0  # 0 disables clipping
+    # warm-up from this absolute lr at step 0, linearly to lr at step warmup_steps (timm's
+    # warmup_lr_init, hyena-dna/Caduceus: 1e-6); None: lr * (step + 1) / warmup_steps (fairseq's)
+    warmup_init_lr: float | None = None
+    # True: the decay starts after the warm-up (timm's warmup_prefix, the Caduceus hg38 recipe);
+    # False: the decay is counted from step 0 and the warm-up overrides its start (timm's default)
+    warmup_prefix: bool = True
+    # the step at which the decay reaches its floor; None: the run's length. timm's t_initial is
+    # schedule_steps - warmup_steps with warmup_prefix, schedule_steps without
+    schedule_steps: int | None = None
+    # parameter kinds without weight decay: norms (LayerNorm/RMSNorm/DyT, alpha included), biases,
+    # embeddings; scalars and what a module's no_weight_decay() names never decay. [] = fairseq's
+    no_decay: list[str] = dataclasses.field(default_factory=lambda: ["norms", "biases"])
 
 
 @dataclasses.dataclass
@@ -52,7 +64,7 @@ class TrainerConfig:
     max_epochs: int | None = None
     checkpoint_every_n_steps: int = 500
     val_check_interval: int | None = None  # in optimizer steps; None = once per epoch
-    limit_val_batches: int | None = None
+    limit_val_batches: int | float | None = None  # batches, or a fraction of the validation set (float)
     log_every_n_steps: int = 10
     devices: int | str = 1
     num_nodes: int = 1
