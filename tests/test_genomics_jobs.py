@@ -81,8 +81,12 @@ def test_gb_from_scratch_two_seeds(synthetic, tmp_path):
 
 
 def test_gb_from_pretraining_checkpoint(synthetic, tmp_path):
-    extra = [*HYENA_TINY, "model.l_max=66"]
-    _pretrain("hyenadna_tiny_pretrain_layernorm.yaml", synthetic, tmp_path / "pt", 2, extra)
+    # the checkpoint's filters keep their l_max; the synthetic task's sequences are 200 long
+    _pretrain("hyenadna_tiny_pretrain_layernorm.yaml", synthetic, tmp_path / "short", 2, [*HYENA_TINY, "model.l_max=66"])
+    with pytest.raises(ConfigError, match="l_max 66"):
+        _gb("hyenadna_tiny_gb_layernorm.yaml", synthetic, tmp_path / "gb0",
+            checkpoint=tmp_path / "short" / "checkpoints" / "last.ckpt", seeds=[1])
+    _pretrain("hyenadna_tiny_pretrain_layernorm.yaml", synthetic, tmp_path / "pt", 2, [*HYENA_TINY, "model.l_max=210"])
     ckpt = tmp_path / "pt" / "checkpoints" / "last.ckpt"
     m = _gb("hyenadna_tiny_gb_layernorm.yaml", synthetic, tmp_path / "gb", checkpoint=ckpt, seeds=[1])
     assert m["checkpoint"] == str(ckpt) and m["per_seed"][0]["num_parameters"] < 20_000  # the checkpoint's d_model 16

@@ -2,8 +2,11 @@
 
 Per task and seed: a class-stratified 90/10 train/validation split of the task's train set
 (seeded), ``trainer.max_epochs`` epochs of fine-tuning from a pretraining checkpoint (or from
-scratch), the best-validation-accuracy weights evaluated on the test split. The model is sized
-from the task (HyenaDNA's filter length ``l_max = max_length + 2``, as hyena-dna does).
+scratch), the best-validation-accuracy weights evaluated on the test split. HyenaDNA's filter
+length: from scratch ``l_max = max_length + 2`` (the Caduceus repository's ``model/hyena.yaml``);
+from a checkpoint the checkpoint's own ``l_max`` (its implicit filters are functions of
+position / l_max, so resizing would change them; the Caduceus GB wrapper loads the pretrained
+``model_config.json`` likewise).
 
 RUN_DIR: ``config.yaml``, ``metrics.json`` (``test_accuracy`` mean over seeds, fraction;
 ``test_accuracy_std``; ``per_seed``; ``norm``; per-epoch ``valid_curve``; one entry per task
@@ -82,7 +85,7 @@ def load_gb_config(path: Path | str, overrides: Sequence[str] = ()) -> GBConfig:
 
 def model_config_for(cfg: GBConfig, max_length: int, checkpoint: Path | None):
     """The backbone config: the checkpoint's architecture if any (its norm must match
-    ``model.norm``), sized for sequences of ``max_length``."""
+    ``model.norm``; HyenaDNA keeps its ``l_max``), else ``model`` sized for sequences of ``max_length``."""
     model_cfg = cfg.model
     if checkpoint is not None:
         hp = torch.load(checkpoint, map_location="cpu", weights_only=True).get("hyper_parameters", {})
@@ -93,7 +96,11 @@ def model_config_for(cfg: GBConfig, max_length: int, checkpoint: Path | None):
         if model_cfg.norm != cfg.model.norm:
             raise ConfigError(f"{checkpoint}: pretrained with norm {model_cfg.norm!r}, but model.norm is {cfg.model.norm!r}")
     if isinstance(model_cfg, HyenaDNAConfig):
-        model_cfg = dataclasses.replace(model_cfg, l_max=max_length + 2)
+        if checkpoint is None:
+            model_cfg = dataclasses.replace(model_cfg, l_max=max_length + 2)
+        elif max_length > model_cfg.l_max:
+            raise ConfigError(f"{checkpoint}: its filters serve sequences up to l_max {model_cfg.l_max}, "
+                              f"the task's are {max_length} long")
     return model_cfg
 
 
