@@ -56,6 +56,9 @@ class OptimConfig:
     # parameter kinds without weight decay: norms (LayerNorm/RMSNorm/DyT, alpha included), biases,
     # embeddings; scalars and what a module's no_weight_decay() names never decay. [] = fairseq's
     no_decay: list[str] = dataclasses.field(default_factory=lambda: ["norms", "biases"])
+    # warm-up as a fraction of the schedule's horizon (schedule_steps or the run's length), instead of
+    # warmup_steps (timm's warmup_t = ratio * its horizon in the hyena-dna / Caduceus experiment files)
+    warmup_ratio: float | None = None
 
 
 @dataclasses.dataclass

@@ -92,3 +92,34 @@ def test_gb_from_pretraining_checkpoint(synthetic, tmp_path):
     assert m["checkpoint"] == str(ckpt) and m["per_seed"][0]["num_parameters"] < 20_000  # the checkpoint's d_model 16
     with pytest.raises(ConfigError, match="norm"):
         _gb("hyenadna_tiny_gb_dyt.yaml", synthetic, tmp_path / "gb2", checkpoint=ckpt, seeds=[1])
+
+
+def test_gb_caduceus_protocol_keys(synthetic, tmp_path, monkeypatch):
+    """init_seed fixes the init across split seeds; schedule_len sets the schedule's horizon."""
+    import genomics.jobs.gb_eval as gb
+    from genomics.data.gb import GBTask
+
+    class Built(Exception):
+        pass
+
+    def recording(model, optim, total, *args):  # stands in for ClassifierModule: record, then stop
+        raise Built(total, model.head.weight.detach().clone())
+
+    monkeypatch.setattr(gb, "ClassifierModule", recording)
+    task = GBTask.load(synthetic / "gb")
+
+    def built(*sets: str) -> list[tuple]:
+        cfg = gb.load_gb_config(CONFIGS / "cpu" / "caduceus_ph_tiny_gb_rmsnorm.yaml",
+                                ["model.d_model=16", "model.d_state=4", "trainer.max_epochs=2", "data.batch_size=64", *sets])
+        out = []
+        for seed in (1, 2):
+            with pytest.raises(Built) as e:
+                gb.fine_tune(cfg, task, seed, tmp_path / str(seed), None)
+            out.append(e.value.args)
+        return out
+
+    (total1, w1), (total2, w2) = built("init_seed=7", "data.schedule_len=6400", "data.drop_last=true")
+    assert total1 == total2 == 2 * 100 and torch.equal(w1, w2)  # 2 epochs of ceil(6400 / 64), one init
+    (total1, w1), (_, w2) = built()
+    n_train = round(0.9 * len(task.split("train")[1]))
+    assert total1 == pytest.approx(2 * n_train / 64, abs=2.5) and not torch.equal(w1, w2)

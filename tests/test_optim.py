@@ -86,3 +86,14 @@ def test_scalars_and_module_hooks_never_decay():
     groups = {g["name"]: g for g in param_groups(model, 0.1, no_decay=[])}
     assert {id(p) for p in groups["no_decay"]["params"]} == {id(model[0].g), id(model[0].w)}
     assert groups["decay"]["weight_decay"] == 0.1 and len(groups["decay"]["params"]) == 2
+
+
+def test_warmup_ratio_is_a_fraction_of_the_horizon():
+    # the Caduceus GB recipe: warmup_t = 0.01 * t_initial, a fraction of a step allowed (timm)
+    cfg = OptimConfig(lr=1e-3, warmup_ratio=0.01, warmup_init_lr=1e-6, min_lr_ratio=0.1, warmup_prefix=False,
+                      schedule_steps=1420)
+    f = lr_lambda(cfg, 950)
+    for step in (0, 7, 14, 15, 500, 950):
+        assert 1e-3 * f(step) == pytest.approx(timm_cosine(step, 1e-3, 1e-4, 14.2, 1e-6, 1420, False), rel=1e-9)
+    with pytest.raises(ValueError, match="warmup_steps or warmup_ratio"):
+        lr_lambda(OptimConfig(warmup_steps=5, warmup_ratio=0.1), 100)

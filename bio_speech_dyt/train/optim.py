@@ -70,14 +70,18 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, extra_no_decay: Iterable
 def lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
     """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based).
 
-    Warm-up over ``warmup_steps``: ``(step + 1) / warmup`` (fairseq's), or with ``warmup_init_lr``
+    Warm-up over ``warmup_steps`` (or ``warmup_ratio`` of the horizon; timm takes a fractional
+    ``warmup_t`` as it is): ``(step + 1) / warmup`` (fairseq's), or with ``warmup_init_lr``
     linear from it at step 0 to ``lr`` at step ``warmup`` (timm's ``warmup_lr_init``). Then cosine
     to ``min_lr_ratio``, polynomial decay to ``min_lr_ratio`` (fairseq's ``polynomial_decay``) or
     constant. The decay ends at ``schedule_steps`` (default ``total_steps``) and runs from the end
     of the warm-up (``warmup_prefix``) or from step 0, as timm's ``CosineLRScheduler``.
     """
-    warmup = max(0, cfg.warmup_steps)
-    end = max(cfg.schedule_steps or total_steps, warmup + 1)
+    horizon = cfg.schedule_steps or total_steps
+    if cfg.warmup_ratio is not None and cfg.warmup_steps:
+        raise ValueError("optim: set warmup_steps or warmup_ratio, not both")
+    warmup = cfg.warmup_ratio * horizon if cfg.warmup_ratio is not None else max(0, cfg.warmup_steps)
+    end = max(horizon, warmup + 1)
     start = warmup if cfg.warmup_prefix else 0
     floor = cfg.min_lr_ratio
     init = None if cfg.warmup_init_lr is None else cfg.warmup_init_lr / cfg.lr

@@ -44,6 +44,10 @@ class GBDataConfig:
     rc_prob: float = 0.0  # reverse-complement augmentation while fine-tuning
     val_fraction: float = 0.1
     num_workers: int = 0
+    drop_last: bool = False  # drop the last partial training batch (the Caduceus loader's drop_last)
+    # sequences the schedule's horizon counts per epoch, ceil(schedule_len / batch_size) steps; None: the
+    # training split's. The Caduceus GB recipe uses its dataset.train_len, the task's train + test size
+    schedule_len: int | None = None
 
 
 @dataclasses.dataclass
@@ -64,6 +68,9 @@ class HyenaGBConfig(JobConfig):
     data: GBDataConfig = dataclasses.field(default_factory=GBDataConfig)
     head: HeadConfig = dataclasses.field(default_factory=HeadConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=_gb_trainer)
+    # seed of the model's init and the data order; None: each split seed (seeds) seeds them too. The
+    # Caduceus GB wrapper varies only the split (dataset.train_val_split_seed) under train.seed 2222
+    init_seed: int | None = None
 
 
 @dataclasses.dataclass
@@ -122,7 +129,7 @@ def fine_tune(cfg: GBConfig, task: GBTask, seed: int, run_dir: Path, checkpoint:
     """One seed: split, fine-tune, pick the best validation epoch, test. Returns its results."""
     from genomics.data.gb import GBDataset, gb_train_val_split
 
-    L.seed_everything(seed, workers=True, verbose=False)
+    L.seed_everything(seed if cfg.init_seed is None else cfg.init_seed, workers=True, verbose=False)
     x, y = task.split("train")
     x_test, y_test = task.split("test")
     train_idx, val_idx = gb_train_val_split(y, seed, cfg.data.val_fraction)
@@ -134,10 +141,12 @@ def fine_tune(cfg: GBConfig, task: GBTask, seed: int, run_dir: Path, checkpoint:
 
     def loader(ids, labels, train: bool) -> DataLoader:
         ds = GBDataset(ids, labels, rc_prob=d.rc_prob if train else 0.0, seed=seed)
-        return DataLoader(ds, batch_size=d.batch_size, shuffle=train, num_workers=d.num_workers)
+        return DataLoader(ds, batch_size=d.batch_size, shuffle=train, num_workers=d.num_workers,
+                          drop_last=train and d.drop_last)
 
     train_loader = loader(x[train_idx], y[train_idx], True)
-    total = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else len(train_loader) * (cfg.trainer.max_epochs or 1)
+    per_epoch = len(train_loader) if d.schedule_len is None else -(-d.schedule_len // d.batch_size)
+    total = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else per_epoch * (cfg.trainer.max_epochs or 1)
     module = ClassifierModule(model, cfg.optim, total, cfg.trainer.nonfinite_loss, to_dict(cfg))
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="valid_accuracy", mode="max",
                            save_top_k=1, save_weights_only=True, enable_version_counter=False)
