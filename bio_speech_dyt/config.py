@@ -80,6 +80,21 @@ class OptimConfig:
     min_lr_ratio: Annotated[float, Fraction] = 0.0  # cosine floor / polynomial end, as a fraction of lr
     power: Annotated[float, Positive] = 1.0  # polynomial decay power
     gradient_clip_val: Annotated[float, NonNegative] = 1.0  # 0 disables clipping
+    # warm-up from this absolute lr at step 0, linearly to lr at step warmup_steps (timm's
+    # warmup_lr_init, hyena-dna/Caduceus: 1e-6); None: lr * (step + 1) / warmup_steps (fairseq's)
+    warmup_init_lr: Annotated[float, NonNegative] | None = None
+    # True: the decay starts after the warm-up (timm's warmup_prefix, the Caduceus hg38 recipe);
+    # False: the decay is counted from step 0 and the warm-up overrides its start (timm's default)
+    warmup_prefix: bool = True
+    # the step at which the decay reaches its floor; None: the run's length. timm's t_initial is
+    # schedule_steps - warmup_steps with warmup_prefix, schedule_steps without
+    schedule_steps: Annotated[int, AtLeastOne] | None = None
+    # parameter kinds without weight decay: norms (LayerNorm/RMSNorm/DyT, alpha included), biases,
+    # embeddings; scalars and what a module's no_weight_decay() names never decay. [] = fairseq's
+    no_decay: list[str] = dataclasses.field(default_factory=lambda: ["norms", "biases"])
+    # warm-up as a fraction of the schedule's horizon (schedule_steps or the run's length), instead of
+    # warmup_steps (timm's warmup_t = ratio * its horizon in the hyena-dna / Caduceus experiment files)
+    warmup_ratio: Annotated[float, Fraction] | None = None
 
 
 @dataclasses.dataclass
@@ -88,7 +103,7 @@ class TrainerConfig:
     max_epochs: Annotated[int, AtLeastOne] | None = None
     checkpoint_every_n_steps: Annotated[int, AtLeastOne] = 500
     val_check_interval: Annotated[int, AtLeastOne] | None = None  # in optimizer steps; None = once per epoch
-    limit_val_batches: Annotated[int, AtLeastOne] | None = None
+    limit_val_batches: Annotated[int, AtLeastOne] | Annotated[float, Fraction] | None = None  # batches, or a fraction (float)
     log_every_n_steps: Annotated[int, AtLeastOne] = 10
     devices: Annotated[int, AtLeastOne] | Literal["auto"] = 1
     num_nodes: Annotated[int, AtLeastOne] = 1

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bio_speech_dyt.harness import RunStateError
-from bio_speech_dyt.jobs import load_checkpoint_model, pretrain
+from bio_speech_dyt.jobs import load_checkpoint_model, pretrain, resolve
 from genomics.tasks import evaluate_gb
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "genomics"
@@ -81,8 +81,12 @@ def test_gb_from_scratch_two_seeds(synthetic, tmp_path):
 
 
 def test_gb_from_pretraining_checkpoint(synthetic, tmp_path):
-    extra = [*HYENA_TINY, "model.l_max=66"]
-    _pretrain("hyenadna_tiny_pretrain_layernorm.yaml", synthetic, tmp_path / "pt", 2, extra)
+    # the checkpoint's filters keep their l_max; the synthetic task's sequences are 200 long
+    _pretrain("hyenadna_tiny_pretrain_layernorm.yaml", synthetic, tmp_path / "short", 2, [*HYENA_TINY, "model.l_max=66"])
+    with pytest.raises(ConfigError, match="l_max 66"):
+        _gb("hyenadna_tiny_gb_layernorm.yaml", synthetic, tmp_path / "gb0",
+            checkpoint=tmp_path / "short" / "checkpoints" / "last.ckpt", seeds=[1])
+    _pretrain("hyenadna_tiny_pretrain_layernorm.yaml", synthetic, tmp_path / "pt", 2, [*HYENA_TINY, "model.l_max=210"])
     ckpt = tmp_path / "pt" / "checkpoints" / "last.ckpt"
     m = _gb("hyenadna_tiny_gb_layernorm.yaml", synthetic, tmp_path / "gb", checkpoint=ckpt, seeds=[1])
     assert m["checkpoint"] == str(ckpt) and m["per_seed"][0]["num_parameters"] < 20_000  # the checkpoint's d_model 16
@@ -144,3 +148,34 @@ def test_accumulation_two_equals_a_doubled_batch(synthetic, tmp_path, config):
     valid_steps = [r.split(",")[0] for r in (tmp_path / "acc" / "metrics.csv").read_text().splitlines()[1:]
                    if r.split(",")[2] == ""]
     assert valid_steps == ["3", "6"]  # validation by optimizer steps, not micro-batches
+
+
+def test_gb_caduceus_protocol_keys(synthetic, tmp_path, monkeypatch):
+    """init_seed fixes the init across split seeds; schedule_len sets the schedule's horizon."""
+    import genomics.jobs.gb_eval as gb
+    from genomics.data.gb import GBTask
+
+    class Built(Exception):
+        pass
+
+    def recording(model, optim, total, *args):  # stands in for ClassifierModule: record, then stop
+        raise Built(total, model.head.weight.detach().clone())
+
+    monkeypatch.setattr(gb, "ClassifierModule", recording)
+    task = GBTask.load(synthetic / "gb")
+
+    def built(*sets: str) -> list[tuple]:
+        _, cfg = resolve(CONFIGS / "cpu" / "caduceus_ph_tiny_gb_rmsnorm.yaml",
+                         ["model.d_model=16", "model.d_state=4", "trainer.max_epochs=2", "data.batch_size=64", *sets])
+        out = []
+        for seed in (1, 2):
+            with pytest.raises(Built) as e:
+                gb.fine_tune(cfg, task, seed, tmp_path / str(seed))
+            out.append(e.value.args)
+        return out
+
+    (total1, w1), (total2, w2) = built("init_seed=7", "data.schedule_len=6400", "data.drop_last=true")
+    assert total1 == total2 == 2 * 100 and torch.equal(w1, w2)  # 2 epochs of ceil(6400 / 64), one init
+    (total1, w1), (_, w2) = built()
+    n_train = round(0.9 * len(task.split("train")[1]))
+    assert total1 == pytest.approx(2 * n_train / 64, abs=2.5) and not torch.equal(w1, w2)

@@ -19,10 +19,18 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, _NORM_TYPES) or any(h in type(module).__name__ for h in _NORM_NAME_HINTS)
 
 
-def no_decay_names(model: nn.Module, extra: Iterable[str] = ()) -> set[str]:
-    """Names of parameters without weight decay: DyT alpha, norm weight/bias, every bias,
-    the ``extra`` names and whatever any submodule's ``no_weight_decay()`` returns (names
-    relative to that submodule, e.g. a Hyena filter's parameters)."""
+NO_DECAY_KINDS = ("norms", "biases", "embeddings")
+
+
+def no_decay_names(model: nn.Module, extra: Iterable[str] = (), kinds: Iterable[str] = ("norms", "biases")) -> set[str]:
+    """Names of parameters without weight decay: those of the ``kinds`` (norms: every norm
+    parameter and DyT's alpha; biases; embeddings), every scalar (0-dim) parameter, the ``extra``
+    names and whatever any submodule's ``no_weight_decay()`` returns (names relative to that
+    submodule, e.g. a Hyena filter's MLP)."""
+    kinds = set(kinds)
+    if kinds - set(NO_DECAY_KINDS):
+        raise ValueError(f"optim.no_decay: unknown kind(s) {sorted(kinds - set(NO_DECAY_KINDS))}; "
+                         f"choose from {NO_DECAY_KINDS}")
     names: set[str] = set(extra)
     for mod_name, module in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
@@ -30,14 +38,17 @@ def no_decay_names(model: nn.Module, extra: Iterable[str] = ()) -> set[str]:
         if callable(hook):
             names |= {prefix + n for n in hook()}
         for p_name, p in module.named_parameters(recurse=False):
-            full = prefix + p_name
-            if _is_norm(module) or p_name == "bias" or p_name.endswith("_bias") or p.ndim == 0 or p_name == "alpha":
-                names.add(full)
+            is_kind = {"norms": _is_norm(module) or p_name == "alpha",
+                       "biases": p_name == "bias" or p_name.endswith("_bias"),
+                       "embeddings": isinstance(module, nn.Embedding)}
+            if p.ndim == 0 or any(is_kind[k] for k in kinds):
+                names.add(prefix + p_name)
     return names
 
 
-def param_groups(model: nn.Module, weight_decay: float, extra_no_decay: Iterable[str] = ()) -> list[dict]:
-    skip = no_decay_names(model, extra_no_decay)
+def param_groups(model: nn.Module, weight_decay: float, extra_no_decay: Iterable[str] = (),
+                 no_decay: Iterable[str] = ("norms", "biases")) -> list[dict]:
+    skip = no_decay_names(model, extra_no_decay, no_decay)
     decay, no_decay = [], []
     seen: set[int] = set()
     for name, p in model.named_parameters():
@@ -52,26 +63,37 @@ def param_groups(model: nn.Module, weight_decay: float, extra_no_decay: Iterable
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, extra_no_decay: Iterable[str] = ()) -> torch.optim.AdamW:
     return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay, extra_no_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps
+        param_groups(model, cfg.weight_decay, extra_no_decay, cfg.no_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps
     )
 
 
 def lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
-    """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based): linear warmup, then
-    cosine to ``min_lr_ratio``, polynomial decay to ``min_lr_ratio`` (fairseq's
-    ``polynomial_decay``) or constant."""
-    warmup = max(0, cfg.warmup_steps)
-    total = max(total_steps, warmup + 1)
+    """Multiplier of ``cfg.lr`` at optimizer step ``step`` (0-based).
+
+    Warm-up over ``warmup_steps`` (or ``warmup_ratio`` of the horizon; timm takes a fractional
+    ``warmup_t`` as it is): ``(step + 1) / warmup`` (fairseq's), or with ``warmup_init_lr``
+    linear from it at step 0 to ``lr`` at step ``warmup`` (timm's ``warmup_lr_init``). Then cosine
+    to ``min_lr_ratio``, polynomial decay to ``min_lr_ratio`` (fairseq's ``polynomial_decay``) or
+    constant. The decay ends at ``schedule_steps`` (default ``total_steps``) and runs from the end
+    of the warm-up (``warmup_prefix``) or from step 0, as timm's ``CosineLRScheduler``.
+    """
+    horizon = cfg.schedule_steps or total_steps
+    if cfg.warmup_ratio is not None and cfg.warmup_steps:
+        raise ValueError("optim: set warmup_steps or warmup_ratio, not both")
+    warmup = cfg.warmup_ratio * horizon if cfg.warmup_ratio is not None else max(0, cfg.warmup_steps)
+    end = max(horizon, warmup + 1)
+    start = warmup if cfg.warmup_prefix else 0
     floor = cfg.min_lr_ratio
+    init = None if cfg.warmup_init_lr is None else cfg.warmup_init_lr / cfg.lr
     if cfg.scheduler not in ("cosine", "polynomial", "constant"):
         raise ValueError(f"unknown scheduler {cfg.scheduler!r}; choose cosine | polynomial | constant")
 
     def f(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
+            return (step + 1) / warmup if init is None else init + (1.0 - init) * step / warmup
         if cfg.scheduler == "constant":
             return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        progress = min(1.0, (step - start) / max(1, end - start))
         if cfg.scheduler == "cosine":
             return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
         return floor + (1.0 - floor) * (1.0 - progress) ** cfg.power

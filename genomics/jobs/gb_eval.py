@@ -4,7 +4,9 @@ Per task and seed: a class-stratified train/validation split of the task's train
 (seeded), ``trainer.max_epochs`` epochs of fine-tuning from a pretraining checkpoint (or from
 scratch), the best-validation-accuracy weights evaluated on the test split. The model is sized
 from the task (:attr:`genomics.jobs.specs.ModelSpec.sized_for`); with a checkpoint, the
-checkpoint's architecture (its norm included) is the model.
+checkpoint's architecture (its norm included) is the model, and HyenaDNA keeps its ``l_max``
+(its implicit filters are functions of position / l_max, so resizing would change them; the
+Caduceus GB wrapper loads the pretrained ``model_config.json`` likewise).
 
 RUN_DIR: ``config.yaml`` (with the ``--data`` folders, ``--checkpoint`` and seeds resolved),
 ``metrics.json`` (``test_accuracy`` mean over seeds, fraction; ``test_accuracy_std``;
@@ -45,6 +47,10 @@ class GBDataConfig:
     rc_prob: Annotated[float, Fraction] = 0.0  # reverse-complement augmentation while fine-tuning
     val_fraction: Annotated[float, Fraction] = 0.1
     num_workers: Annotated[int, NonNegative] = 0
+    drop_last: bool = False  # drop the last partial training batch (the Caduceus loader's drop_last)
+    # sequences the schedule's horizon counts per epoch, ceil(schedule_len / batch_size) steps; None: the
+    # training split's. The Caduceus GB recipe uses its dataset.train_len, the task's train + test size
+    schedule_len: Annotated[int, AtLeastOne] | None = None
 
     def task_dirs(self) -> list[Path]:
         return [Path(p) for p in (self.paths or [self.path])]
@@ -69,7 +75,10 @@ def _gb_config(spec: ModelSpec) -> type:
          ("model", spec.config_class, dataclasses.field(default_factory=spec.config_class)),
          ("data", GBDataConfig, dataclasses.field(default_factory=GBDataConfig)),
          ("head", HeadConfig, dataclasses.field(default_factory=HeadConfig)),
-         ("trainer", TrainerConfig, dataclasses.field(default_factory=_gb_trainer))],
+         ("trainer", TrainerConfig, dataclasses.field(default_factory=_gb_trainer)),
+         # seed of the model's init and the data order; None: each split seed (seeds) seeds them too. The
+         # Caduceus GB wrapper varies only the split (dataset.train_val_split_seed) under train.seed 2222
+         ("init_seed", "int | None", dataclasses.field(default=None))],
         bases=(JobConfig,), namespace={"__module__": __name__})
 
 
@@ -109,12 +118,13 @@ def fine_tune(cfg, task, seed: int, run_dir: Path) -> dict:
     """One seed: split, fine-tune, pick the best validation epoch, test. Returns its results."""
     from genomics.data.gb import GBDataset, gb_train_val_split
 
-    L.seed_everything(seed, workers=True, verbose=False)  # each seed is independent of the others
+    # each seed is independent of the others
+    L.seed_everything(seed if cfg.init_seed is None else cfg.init_seed, workers=True, verbose=False)
     x, y = task.split("train")
     x_test, y_test = task.split("test")
     train_idx, val_idx = gb_train_val_split(y, seed, cfg.data.val_fraction)
     spec = spec_for(cfg.model)
-    backbone = spec.build(spec.sized_for(cfg.model, task.max_length))
+    backbone = spec.build(spec.sized_for(cfg.model, task.max_length, cfg.checkpoint))
     if cfg.checkpoint is not None:
         load_weights(backbone, cfg.checkpoint)
     model = SequenceClassifier(backbone, task.num_classes, cfg.head.mask_padding, cfg.head.conjoin)
@@ -122,10 +132,12 @@ def fine_tune(cfg, task, seed: int, run_dir: Path) -> dict:
 
     def loader(ids, labels, train: bool) -> DataLoader:
         ds = GBDataset(ids, labels, rc_prob=d.rc_prob if train else 0.0, seed=seed)
-        return DataLoader(ds, batch_size=d.batch_size, shuffle=train, num_workers=d.num_workers)
+        return DataLoader(ds, batch_size=d.batch_size, shuffle=train, num_workers=d.num_workers,
+                          drop_last=train and d.drop_last)
 
     train_loader = loader(x[train_idx], y[train_idx], True)
-    plan = StepPlan.of(cfg.trainer, len(train_loader))
+    per_epoch = len(train_loader) if d.schedule_len is None else -(-d.schedule_len // d.batch_size)
+    plan = StepPlan.of(cfg.trainer, per_epoch)
     module = ClassifierModule(model, cfg.optim, plan.optimizer_steps, cfg.trainer.nonfinite_loss, to_dict(cfg))
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="valid_accuracy", mode="max",
                            save_top_k=1, save_weights_only=True, enable_version_counter=False)
@@ -197,7 +209,7 @@ def load_tasks(cfg) -> list:
 def run(cfg, run: RunDir) -> dict:
     tasks = load_tasks(cfg)
     spec = spec_for(cfg.model)
-    print(norm_summary(spec.build(spec.sized_for(cfg.model, tasks[0].max_length))))
+    print(norm_summary(spec.build(spec.sized_for(cfg.model, tasks[0].max_length, cfg.checkpoint))))
     per_task = {t.name: _summary(t.name, [_seed_result(cfg, t, s, run.path, run.resume) for s in cfg.seeds])
                 for t in tasks}
     seed_means = np.mean([[r["test_accuracy"] for r in t["per_seed"]] for t in per_task.values()], axis=0)

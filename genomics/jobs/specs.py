@@ -23,8 +23,9 @@ class ModelSpec:
     target_key: str
     #: ``dataset(data_cfg, split, seed, model_cfg)`` for pretraining
     pretrain_dataset: Callable[[Any, str, int, Any], Dataset]
-    #: the model config sized for GenomicBenchmarks sequences of ``max_length``
-    sized_for: Callable[[Any, int], Any] = lambda cfg, max_length: cfg
+    #: ``sized_for(model_cfg, max_length, checkpoint)``: the model config for GenomicBenchmarks
+    #: sequences of ``max_length`` (from scratch, or the pretrained ``checkpoint``'s, which must fit)
+    sized_for: Callable[[Any, int, Any], Any] = lambda cfg, max_length, checkpoint: cfg
     default_rc_prob: float = 0.0
 
 
@@ -43,11 +44,22 @@ def _caduceus_windows(d, split: str, seed: int, model_cfg: CaduceusConfig) -> Da
                               rc_prob=d.rc_prob if split == "train" else 0.0, seed=seed)
 
 
+def _hyena_sized(cfg: HyenaDNAConfig, max_length: int, checkpoint) -> HyenaDNAConfig:
+    """From scratch the implicit filter spans the task's sequences (+2, as the Caduceus
+    repository's ``model/hyena.yaml``); a checkpoint's filter keeps its own ``l_max``."""
+    if checkpoint is None:
+        return dataclasses.replace(cfg, l_max=max_length + 2)
+    if max_length > cfg.l_max:
+        from bio_speech_dyt.config import ConfigError
+
+        raise ConfigError(f"{checkpoint}: its filters serve sequences up to l_max {cfg.l_max}, "
+                          f"the task's are {max_length} long")
+    return cfg
+
+
 SPECS: dict[str, ModelSpec] = {
     s.name: s for s in (
-        ModelSpec("hyenadna", HyenaDNAConfig, HyenaDNA, "targets", _hyena_windows,
-                  # the implicit filter spans the task's sequences (+2 as hyena-dna sizes it)
-                  sized_for=lambda cfg, max_length: dataclasses.replace(cfg, l_max=max_length + 2)),
+        ModelSpec("hyenadna", HyenaDNAConfig, HyenaDNA, "targets", _hyena_windows, sized_for=_hyena_sized),
         ModelSpec("caduceus", CaduceusConfig, Caduceus, "labels", _caduceus_windows, default_rc_prob=0.5),
     )
 }

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bio_speech_dyt.norms import NormKind, apply_alpha_overrides, make_norm
+from genomics.models.gains import gained, scalar_gain
 from genomics.models.mamba import Mamba
 from genomics.tokenizer import complement_ids, padded_vocab_size
 
@@ -49,6 +50,9 @@ class CaduceusConfig:
     alpha_overrides: dict[str, float] = dataclasses.field(default_factory=dict)  # module path pattern -> alpha0
     norm_eps: float = 1e-5
     initializer_range: float = 0.02
+    # a learnable scalar on the embedding's output (both strands; not the tied LM head), init
+    # sqrt(d_model): the DyT paper's LLaMA recipe (see HyenaDNAConfig.embed_gain)
+    embed_gain: bool = False
 
     @property
     def padded_vocab_size(self) -> int:
@@ -89,11 +93,12 @@ class RCPS(nn.Module):
 
 
 class Block(nn.Module):
-    """``residual = h + residual; h = mixer(norm(residual))``; returns ``(h, residual)``."""
+    """``residual = h + residual; h = mixer(norm(residual))``; returns ``(h, residual)``. The norm's
+    role is ``attention``: it feeds the sequence mixer (there is no MLP, so no ``other`` norm)."""
 
     def __init__(self, cfg: CaduceusConfig):
         super().__init__()
-        mixer, norm = BiMamba(cfg), _norm(cfg, "other")
+        mixer, norm = BiMamba(cfg), _norm(cfg, "attention")
         self.mixer = RCPS(mixer) if cfg.rcps else mixer
         self.norm = RCPS(norm) if cfg.rcps else norm
 
@@ -122,6 +127,7 @@ class Caduceus(nn.Module):
         self.norm_f = RCPS(norm_f) if cfg.rcps else norm_f
         self.lm_bias = nn.Parameter(torch.zeros(cfg.padded_vocab_size)) if cfg.rcps else None
         self.register_buffer("complement", complement_ids(torch.arange(cfg.padded_vocab_size)), persistent=False)
+        self.embed_gain = scalar_gain(math.sqrt(cfg.d_model) if cfg.embed_gain else None)
         self.apply(self._init_weights)
         apply_alpha_overrides(self, cfg.alpha_overrides)
 
@@ -138,11 +144,11 @@ class Caduceus(nn.Module):
                 module.out_proj.weight /= math.sqrt(self.cfg.n_layer)
 
     def embed(self, input_ids: Tensor) -> Tensor:
-        h = self.embedding(input_ids)
+        h = gained(self.embedding(input_ids), self.embed_gain)
         if not self.cfg.rcps:
             return h
         rc_ids = self.complement[input_ids].flip(-1)
-        return torch.cat([h, rc_hidden(self.embedding(rc_ids))], dim=-1)
+        return torch.cat([h, rc_hidden(gained(self.embedding(rc_ids), self.embed_gain))], dim=-1)
 
     def hidden(self, input_ids: Tensor) -> Tensor:
         h, residual = self.embed(input_ids), None

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bio_speech_dyt.norms import NormKind, apply_alpha_overrides, make_norm
+from genomics.models.gains import gained, scalar_gain
 from genomics.models.hyena_filter import HyenaFilter, fftconv
 from genomics.tokenizer import padded_vocab_size
 
@@ -44,6 +45,12 @@ class HyenaDNAConfig:
     initializer_range: float = 0.02
     embed_init_std: float | None = None  # None: initializer_range (published); see the CPU GB configs
     embed_scale: float = 1.0  # multiplies the embedding's output (not the tied LM head)
+    # a learnable scalar on the embedding's output (not the tied LM head), init sqrt(d_model): the DyT
+    # paper's LLaMA recipe ("without this scaling scalar ... the training struggles to progress")
+    embed_gain: bool = False
+    # beyond the paper: a learnable scalar on each residual branch's output, initialised to this value
+    # (0: ReZero / SkipInit), so the residual stream grows only as fast as Adam moves two scalars per block
+    residual_gain_init: float | None = None
 
     @property
     def padded_vocab_size(self) -> int:
@@ -87,20 +94,24 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
+    """Norm roles: ``attention`` in front of the Hyena mixer (the sequence mixer, as attention in the
+    paper's LLaMA recipe), ``other`` in front of the MLP."""
+
     def __init__(self, cfg: HyenaDNAConfig, dropout: float):
         super().__init__()
         norm = dict(alpha_init=cfg.alpha_init, eps=cfg.norm_eps)
-        self.norm1 = make_norm(cfg.norm, cfg.d_model, **norm)
+        self.norm1 = make_norm(cfg.norm, cfg.d_model, role="attention", **norm)
         self.mixer = HyenaOperator(cfg)
-        self.norm2 = make_norm(cfg.norm, cfg.d_model, **norm)
+        self.norm2 = make_norm(cfg.norm, cfg.d_model, role="other", **norm)
         self.mlp = Mlp(cfg.d_model, cfg.d_inner)
         self.drop1 = nn.Dropout(dropout)
         self.drop2 = nn.Dropout(cfg.resid_dropout)
+        self.gain1, self.gain2 = scalar_gain(cfg.residual_gain_init), scalar_gain(cfg.residual_gain_init)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.drop1(x)  # the embedding dropout sits here in block 0, as in hyena-dna
-        x = x + self.drop2(self.mixer(self.norm1(x)))
-        return x + self.mlp(self.norm2(x))
+        x = x + gained(self.drop2(self.mixer(self.norm1(x))), self.gain1)
+        return x + gained(self.mlp(self.norm2(x)), self.gain2)
 
 
 class HyenaDNA(nn.Module):
@@ -117,6 +128,7 @@ class HyenaDNA(nn.Module):
         )
         self.drop_f = nn.Dropout(cfg.resid_dropout)
         self.norm_f = make_norm(cfg.norm, cfg.d_model, alpha_init=cfg.alpha_init, role="final", eps=cfg.norm_eps)
+        self.embed_gain = scalar_gain(math.sqrt(cfg.d_model) if cfg.embed_gain else None)
         self.apply(self._init_weights)
         apply_alpha_overrides(self, cfg.alpha_overrides)
 
@@ -139,6 +151,7 @@ class HyenaDNA(nn.Module):
         x = self.embedding(input_ids)
         if self.cfg.embed_scale != 1.0:
             x = x * self.cfg.embed_scale
+        x = gained(x, self.embed_gain)
         for layer in self.layers:
             x = layer(x)
         return self.norm_f(self.drop_f(x))

@@ -109,5 +109,6 @@ class HyenaFilter(nn.Module):
         return self.modulation(t, self.implicit_filter(z))[0]
 
     def no_weight_decay(self) -> set[str]:
-        """Filter parameters train without weight decay (HyenaDNA's ``wd: 0.0`` for the filter)."""
-        return {name for name, _ in self.named_parameters()}
+        """The filter MLP trains without weight decay (HyenaDNA's ``wd: 0.0`` for the filter); the
+        skip term ``bias`` follows ``optim.no_decay``'s biases, as in hyena-dna's optimizer groups."""
+        return {f"implicit_filter.{name}" for name, _ in self.implicit_filter.named_parameters()}

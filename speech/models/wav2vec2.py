@@ -41,7 +41,10 @@ class Wav2Vec2ModelConfig:
 
     arch: str = "tiny"  # base | large (fairseq2's registry) | tiny (tiny_arch)
     norm: Literal["layernorm", "dyt"] = "layernorm"
-    alpha_init: Union[float, dict[str, float]] = 0.5  # or per role: attention | other | final | default
+    # alpha0, or per role {attention, other, final, default} (bio_speech_dyt.norms): attention = the
+    # self-attention norms, final = the pre-LN encoder's last norm (encoder.layer_norm; a post-LN encoder
+    # has none), other = the FFN norms and the frontend's (post-extraction, post-positional-conv)
+    alpha_init: Union[float, dict[str, float]] = 0.5
     # DyT alpha0 per module path (fnmatch, first match wins) over alpha_init, e.g.
     # {"encoder_frontend.post_extract_layer_norm": 2.0}: a norm whose input scale is far from 1
     alpha_overrides: dict[str, float] = dataclasses.field(default_factory=dict)
