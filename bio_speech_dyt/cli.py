@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     bn.set_defaults(handler=_bench)
 
+    from bio_speech_dyt import study
+
+    sd = verbs.add_parser("study", help="a norm x variant x seed grid from one YAML (resumable, parallel), then a report")
+    study.add_arguments(sd)
+    sd.set_defaults(handler=_study)
+
     dm = verbs.add_parser("demo", help="everything above on the embedded default data, small")
     dm.add_argument("--out", type=Path, default=Path("runs/demo"))
     dm.set_defaults(handler=_demo)
@@ -168,6 +174,14 @@ def _bench(a):
     import importlib
 
     importlib.import_module(f"benchmarks.bench_{a.what}").main(full=a.full, out=a.out)
+
+
+def _study(a):
+    from bio_speech_dyt import study
+
+    status = study.run(a)
+    if status:
+        raise SystemExit(status)
 
 
 def _demo(a):

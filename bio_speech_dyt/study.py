@@ -452,18 +452,26 @@ def _report(study: StudyConfig, cells: list[Cell], out: Path, threads: int) -> i
     return rc
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bsd study", description=__doc__.split("\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", type=Path, help="study YAML (examples: configs/studies/)")
     p.add_argument("--jobs", type=int, default=1, help="cells run at once (default 1)")
     p.add_argument("--threads", type=int, help="OMP_NUM_THREADS per cell (default: the study's threads)")
     p.add_argument("--out", type=Path, help="study directory (default runs/studies/NAME)")
     p.add_argument("--dry-run", action="store_true", help="print the cells and their commands, run nothing")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bsd study", description=__doc__.split("\n")[0])
+    add_arguments(p)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``bsd study`` with parsed arguments; the exit status."""
     try:
         study = load_config(StudyConfig, args.study)
         out = args.out or Path("runs") / "studies" / study.name
