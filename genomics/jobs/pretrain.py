@@ -37,6 +37,7 @@ class HyenaPretrainConfig(JobConfig):
     task: str = "hyenadna_pretrain"
     model: HyenaDNAConfig = dataclasses.field(default_factory=HyenaDNAConfig)
     data: PretrainDataConfig = dataclasses.field(default_factory=PretrainDataConfig)
+    init_checkpoint: str | None = None  # start from these weights (a checkpoint written by `bsd import`)
 
 
 @dataclasses.dataclass
@@ -44,6 +45,7 @@ class CaduceusPretrainConfig(JobConfig):
     task: str = "caduceus_pretrain"
     model: CaduceusConfig = dataclasses.field(default_factory=CaduceusConfig)
     data: PretrainDataConfig = dataclasses.field(default_factory=lambda: PretrainDataConfig(rc_prob=0.5))
+    init_checkpoint: str | None = None  # start from these weights (a checkpoint written by `bsd import`)
 
 
 PretrainConfig = HyenaPretrainConfig | CaduceusPretrainConfig
@@ -90,6 +92,9 @@ def run(cfg: PretrainConfig, run_dir: Path, resume: bool) -> dict:
     from genomics.data.baselines import markov_baselines
 
     model = build_backbone(cfg.model)
+    if cfg.init_checkpoint:
+        load_module_weights(model, cfg.init_checkpoint)
+        print(f"weights from {cfg.init_checkpoint}")
     print(norm_summary(model))
     train_loader, val_loader = _loader(cfg, "train"), _loader(cfg, "valid")
     t = cfg.trainer

@@ -1,0 +1,160 @@
+"""``bsd import`` for DNA models: a published HyenaDNA or Caduceus folder -> our model, strictly
+loaded, optionally with its norms converted to DyT, written as a run directory.
+
+RUN_DIR gets ``config.yaml`` (a ``bsd pretrain`` config whose ``init_checkpoint`` continues from
+the import), ``checkpoints/last.ckpt`` (for ``--checkpoint`` of ``bsd evaluate genomic-benchmarks``),
+``model.safetensors`` and ``import.json`` (source, layout, parameter count, every key mapped,
+filled or ignored and why, notes on the config, the norm conversion report).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bio_speech_dyt.config import to_dict
+from bio_speech_dyt.pretrained import (
+    LAST_CKPT,
+    CheckpointError,
+    convert_pretrained_norms,
+    load_mapped,
+    local_source,
+    map_state_dict,
+    num_parameters,
+    refuse_existing,
+    staged_dir,
+    write_run,
+)
+from genomics.jobs.modules import build_backbone, norm_summary
+from genomics.jobs.pretrain import CaduceusPretrainConfig, HyenaPretrainConfig, PretrainDataConfig
+from genomics.models.caduceus import CaduceusConfig
+from genomics.models.hyena import HyenaDNAConfig
+from genomics.pretrained import caduceus_keys, hyena_keys
+from genomics.pretrained.layouts import (
+    CONFIG_JSON,
+    HYENA_HF,
+    HYENA_ORIGINAL,
+    checkpoint_folder,
+    detect_layout,
+    load_weights,
+    read_config,
+    weights_path,
+)
+
+CALIBRATION_SEQUENCES = 8
+CALIBRATION_LENGTH = 1024
+
+
+@dataclasses.dataclass
+class Imported:
+    layout: str
+    model_cfg: HyenaDNAConfig | CaduceusConfig
+    model: nn.Module
+    info: dict[str, Any]
+
+
+def detect(src: str | Path) -> str | None:
+    """The layout of ``src`` (a folder, one of its files, or ``hf:REPO_ID``), or None."""
+    if str(src).startswith("fairseq2:"):
+        return None
+    return detect_layout(checkpoint_folder(local_source(src)))
+
+
+def read_pretrained(src: str | Path, trust_pickle: bool = False) -> Imported:
+    """Our model with the published weights of ``src``, loaded strictly (eval mode)."""
+    folder = checkpoint_folder(local_source(src))
+    layout = detect_layout(folder)
+    if layout is None:
+        raise CheckpointError(f"{folder / CONFIG_JSON}: not a HyenaDNA or Caduceus config.json (no model_type "
+                              f"hyenadna/caduceus, no hyena 'layer' section)" if (folder / CONFIG_JSON).is_file()
+                              else f"{folder}: no config.json, so no HyenaDNA or Caduceus layout")
+    config_path, raw = folder / CONFIG_JSON, read_config(folder)
+    weights = weights_path(folder, layout)
+    theirs = load_weights(weights, trust_pickle)
+    if layout in (HYENA_HF, HYENA_ORIGINAL):
+        original = layout == HYENA_ORIGINAL
+        model_cfg, notes = (hyena_keys.config_from_original if original else hyena_keys.config_from_hf)(raw, config_path)
+        keymap = hyena_keys.keymap(original, raw)
+        copies = hyena_keys.ORIGINAL_COPIES if original else (hyena_keys.HF_TIED_COPIES if model_cfg.tie_lm_head else {})
+        ignore = hyena_keys.ORIGINAL_IGNORE if original else []
+    else:
+        model_cfg, notes = caduceus_keys.config_from_json(raw, config_path)
+        caduceus_keys.check_complement(theirs, weights)
+        keymap = caduceus_keys.keymap(model_cfg.rcps, bool(raw.get("fused_add_norm", True)))
+        copies, ignore = caduceus_keys.copies(model_cfg.rcps), caduceus_keys.IGNORE
+    mapped = map_state_dict(theirs, keymap, weights, copies=copies, ignore=ignore)
+    model = build_backbone(model_cfg)
+    load_mapped(model, mapped, weights, config_path)
+    info = {"layout": layout, "files": {"config": str(config_path), "weights": str(weights)},
+            "num_parameters": num_parameters(model), "key_map": keymap.table(), **mapped.report(), "notes": notes}
+    return Imported(layout, model_cfg, model.eval(), info)
+
+
+def calibration_batch(data_dir: Path, model_cfg: HyenaDNAConfig | CaduceusConfig) -> Tensor:
+    """Token ids for ``--alpha-init fit``: the first training sequences of a prepared
+    GenomicBenchmarks task, or windows spread over a prepared genome's train split."""
+    from genomics.data.gb import LABELS, GBTask
+    from genomics.data.pretrain import HyenaPretrainDataset
+
+    longest = model_cfg.l_max if isinstance(model_cfg, HyenaDNAConfig) else CALIBRATION_LENGTH
+    if (data_dir / LABELS).is_file():
+        ids = GBTask.load(data_dir).split("train")[0][:CALIBRATION_SEQUENCES]
+        return ids[:, -longest:]  # left-padded: keep the sequence end
+    windows = HyenaPretrainDataset(data_dir, "train", min(CALIBRATION_LENGTH, longest))
+    picks = torch.linspace(0, len(windows) - 1, min(len(windows), CALIBRATION_SEQUENCES)).round().long()
+    return torch.stack([windows[int(i)]["input_ids"] for i in picks])
+
+
+def _convert(imported: Imported, norm: str | None, alpha_init: float | str, calibrate: Path | None):
+    """Convert the norms in place; returns ``(model config after it, conversion report or None)``."""
+    forward = None
+    if calibrate is not None:
+        batch = calibration_batch(Path(calibrate), imported.model_cfg)
+
+        def forward(model: nn.Module) -> Tensor:
+            return model(batch)
+    cfg = imported.model_cfg
+    report = convert_pretrained_norms(imported.model, norm, alpha_init, cfg.norm, forward)
+    if report is None:
+        return cfg, None
+    cfg = dataclasses.replace(cfg, norm="dyt", alpha_init=0.5 if alpha_init == "fit" else float(alpha_init))
+    rebuilt = {k: tuple(v.shape) for k, v in build_backbone(cfg).state_dict().items()}
+    if rebuilt != {k: tuple(v.shape) for k, v in imported.model.state_dict().items()}:
+        raise ValueError(f"a {imported.model_cfg.norm} {type(imported.model).__name__} converted to DyT is not the "
+                         f"model norm: dyt builds (its norms' biases differ); conversion refused")
+    return cfg, report
+
+
+def load_pretrained(src: str | Path, norm: str | None = None, alpha_init: float = 0.5, *,
+                    trust_pickle: bool = False) -> nn.Module:
+    """The published model of ``src`` (eval mode): ``model(input_ids)`` -> logits (B, L, V);
+    ``norm="dyt"`` converts its norms with alpha0 ``alpha_init``."""
+    imported = read_pretrained(src, trust_pickle)
+    _convert(imported, norm, alpha_init, None)
+    return imported.model.eval()
+
+
+def _job_config(cfg: HyenaDNAConfig | CaduceusConfig, init: Path) -> dict:
+    if isinstance(cfg, HyenaDNAConfig):
+        data = PretrainDataConfig(max_length=min(CALIBRATION_LENGTH, cfg.l_max - 2))
+        return to_dict(HyenaPretrainConfig(model=cfg, data=data, init_checkpoint=str(init)))
+    return to_dict(CaduceusPretrainConfig(model=cfg, init_checkpoint=str(init)))
+
+
+def import_checkpoint(src: str | Path, out: str | Path, *, norm: str | None = None, alpha_init: float | str = 0.5,
+                      calibrate: str | Path | None = None, trust_pickle: bool = False) -> dict:
+    """Write RUN_DIR ``out`` from the published checkpoint ``src``; returns import.json's contents."""
+    out = Path(out)
+    refuse_existing(out)
+    imported = read_pretrained(src, trust_pickle)
+    cfg, conversion = _convert(imported, norm, alpha_init, Path(calibrate) if calibrate is not None else None)
+    config = _job_config(cfg, out.resolve() / LAST_CKPT)
+    info = {"source": str(src), **imported.info, "norm_conversion": conversion, "model": to_dict(cfg)}
+    with staged_dir(out) as stage:
+        write_run(stage, imported.model, config, info)
+    print(f"{imported.layout}: {norm_summary(imported.model)}")
+    print(f"run directory: {out}")
+    return info
