@@ -1,4 +1,4 @@
-"""``bsd`` — the front door: prepare / pretrain / evaluate / report / bench / demo.
+"""``bsd`` — the front door: prepare / pretrain / evaluate / import / export / report / bench / demo.
 
 Every verb imports its domain lazily so that ``bsd --help`` is instant and a missing
 optional dependency only affects the verb that needs it.
@@ -94,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     esp.add_argument("--manifest", type=Path, required=True)
     esp.add_argument("--out", type=Path)
 
+    # import / export --------------------------------------------------------------------
+    im = verbs.add_parser("import", help="a published checkpoint (HyenaDNA, Caduceus, wav2vec 2.0) as a run directory")
+    im.add_argument("src", help="checkpoint folder or file, hf:REPO_ID or fairseq2:CARD")
+    im.add_argument("--out", type=Path, required=True, help="the run directory to create (must not exist or be empty)")
+    im.add_argument("--norm", choices=["dyt"], help="convert every LayerNorm/RMSNorm to DyT")
+    im.add_argument("--alpha-init", default="0.5", help="alpha0 of the DyTs, or 'fit' (with --calibrate)")
+    im.add_argument("--calibrate", type=Path, metavar="DATA_DIR",
+                    help="prepared genome or GB task, or LibriSpeech manifests: the batch --alpha-init fit measures")
+    im.add_argument("--trust-pickle", action="store_true",
+                    help="load a checkpoint that needs arbitrary unpickling (can run code: trusted sources only)")
+    ex = verbs.add_parser("export", help="a LayerNorm/RMSNorm HyenaDNA or Caduceus run in a Hub layout")
+    ex.add_argument("run_dir", type=Path)
+    ex.add_argument("--format", default="hf", help="hf (the layout the run came from) or a layout name")
+    ex.add_argument("--out", type=Path, required=True)
+
     # report / bench / demo -------------------------------------------------------------
     rp = verbs.add_parser("report", help="LN-vs-DyT tables and plots from run directories")
     rp.add_argument("runs", type=Path, nargs="*")
@@ -130,6 +145,19 @@ def _run_benchmark(what: str, full: bool, out: Path) -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     mod.main(full=full, out=out)
+
+
+def pretrained_domain(src: str):
+    """The domain importer that recognises ``src``: genomics, then speech (each has ``detect``,
+    ``import_checkpoint``; genomics also ``export_run``)."""
+    from bio_speech_dyt.pretrained import CheckpointError
+
+    for name in ("genomics.pretrained", "speech.pretrained"):
+        domain = importlib.import_module(name)
+        if domain.detect(src):
+            return domain
+    raise CheckpointError(f"{src}: no known checkpoint layout (HyenaDNA or Caduceus folders with a config.json, "
+                          f"wav2vec 2.0 .pt files of fairseq or fairseq2, hf:REPO_ID, fairseq2:CARD)")
 
 
 def dispatch(args: argparse.Namespace) -> None:
@@ -171,6 +199,16 @@ def dispatch(args: argparse.Namespace) -> None:
             from speech.jobs.evaluate import evaluate_speech
 
             evaluate_speech(checkpoint=args.checkpoint, manifest=args.manifest, out=args.out)
+    elif args.verb == "import":
+        from bio_speech_dyt.pretrained import parse_alpha_init
+
+        pretrained_domain(args.src).import_checkpoint(
+            args.src, args.out, norm=args.norm, alpha_init=parse_alpha_init(args.alpha_init), calibrate=args.calibrate,
+            trust_pickle=args.trust_pickle)
+    elif args.verb == "export":
+        from genomics.pretrained import export_run  # the one domain with Hub layouts to write
+
+        export_run(args.run_dir, args.format, args.out)
     elif args.verb == "report":
         from bio_speech_dyt.report import make_report
 

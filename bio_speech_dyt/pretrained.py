@@ -314,6 +314,17 @@ def convert_pretrained_norms(model: nn.Module, norm: str | None, alpha_init: flo
     return out
 
 
+def check_rebuilt(model: nn.Module, rebuilt: nn.Module) -> None:
+    """A converted model must be what its new config builds (its config.yaml would lie otherwise)."""
+    def shapes(m: nn.Module) -> dict[str, tuple]:
+        return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+    if shapes(model) != shapes(rebuilt):
+        differ = set(shapes(model).items()) ^ set(shapes(rebuilt).items())
+        raise ValueError(f"the converted model is not what norm: dyt builds ({_listing(k for k, _ in differ)}); "
+                         f"conversion refused")
+
+
 # -- run directories ------------------------------------------------------------------------------
 
 

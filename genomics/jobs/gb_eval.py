@@ -82,7 +82,10 @@ def load_gb_config(path: Path | str, overrides: Sequence[str] = ()) -> GBConfig:
 
 def model_config_for(cfg: GBConfig, max_length: int, checkpoint: Path | None):
     """The backbone config: the checkpoint's architecture if any (its norm must match
-    ``model.norm``), sized for sequences of ``max_length``."""
+    ``model.norm``, unless the checkpoint is an import that converted that norm to its own), sized
+    for sequences of ``max_length``: HyenaDNA's filter length becomes ``max_length + 2``, except
+    for a checkpoint that stores its filter's positional features (an import: they cover its
+    ``l_max``, which must suffice)."""
     model_cfg = cfg.model
     if checkpoint is not None:
         hp = torch.load(checkpoint, map_location="cpu", weights_only=True).get("hyper_parameters", {})
@@ -90,10 +93,14 @@ def model_config_for(cfg: GBConfig, max_length: int, checkpoint: Path | None):
         if saved is None:
             raise ConfigError(f"{checkpoint}: no model config in the checkpoint's hyper_parameters")
         model_cfg = load_config(type(cfg.model), data=saved)
-        if model_cfg.norm != cfg.model.norm:
+        converted = ((hp.get("import") or {}).get("norm_conversion") or {}).get("from")
+        if model_cfg.norm != cfg.model.norm and converted != cfg.model.norm:
             raise ConfigError(f"{checkpoint}: pretrained with norm {model_cfg.norm!r}, but model.norm is {cfg.model.norm!r}")
     if isinstance(model_cfg, HyenaDNAConfig):
-        model_cfg = dataclasses.replace(model_cfg, l_max=max_length + 2)
+        if checkpoint is None or not model_cfg.filter_pos_from_checkpoint:
+            return dataclasses.replace(model_cfg, l_max=max_length + 2)
+        if model_cfg.l_max < max_length + 2:
+            raise ConfigError(f"{checkpoint}: its filter covers {model_cfg.l_max} positions; the task needs {max_length + 2}")
     return model_cfg
 
 
@@ -183,7 +190,8 @@ def evaluate_gb(config: Path | str, data: Sequence[Path] | None = None, checkpoi
     out = Path(out) if out else Path("runs") / Path(config).stem
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    print(norm_summary(build_backbone(model_config_for(cfg, tasks[0].max_length, checkpoint))))
+    model_cfg = model_config_for(cfg, tasks[0].max_length, checkpoint)
+    print(norm_summary(build_backbone(model_cfg)))
 
     per_task = {}
     for task in tasks:
@@ -195,7 +203,7 @@ def evaluate_gb(config: Path | str, data: Sequence[Path] | None = None, checkpoi
         per_task[task.name] = _summary(task.name, runs)
     seed_means = np.mean([[r["test_accuracy"] for r in t["per_seed"]] for t in per_task.values()], axis=0)
     metrics = {
-        "norm": cfg.model.norm,
+        "norm": model_cfg.norm,
         "init": f"from {checkpoint}" if checkpoint else "from scratch",
         "checkpoint": str(checkpoint) if checkpoint else None,
         "seeds": seeds,

@@ -19,6 +19,7 @@ from bio_speech_dyt.config import to_dict
 from bio_speech_dyt.pretrained import (
     LAST_CKPT,
     CheckpointError,
+    check_rebuilt,
     convert_pretrained_norms,
     load_mapped,
     local_source,
@@ -60,12 +61,16 @@ def detect(src: str | Path) -> str | None:
     """The layout of ``src`` (a folder, one of its files, or ``hf:REPO_ID``), or None."""
     if str(src).startswith("fairseq2:"):
         return None
-    return detect_layout(checkpoint_folder(local_source(src)))
+    folder = checkpoint_folder(local_source(src))
+    return None if folder is None else detect_layout(folder)
 
 
 def read_pretrained(src: str | Path, trust_pickle: bool = False) -> Imported:
     """Our model with the published weights of ``src``, loaded strictly (eval mode)."""
-    folder = checkpoint_folder(local_source(src))
+    path = local_source(src)
+    folder = checkpoint_folder(path)
+    if folder is None:
+        raise CheckpointError(f"{path}: not a file of a HyenaDNA or Caduceus folder (pass the folder)")
     layout = detect_layout(folder)
     if layout is None:
         raise CheckpointError(f"{folder / CONFIG_JSON}: not a HyenaDNA or Caduceus config.json (no model_type "
@@ -121,10 +126,7 @@ def _convert(imported: Imported, norm: str | None, alpha_init: float | str, cali
     if report is None:
         return cfg, None
     cfg = dataclasses.replace(cfg, norm="dyt", alpha_init=0.5 if alpha_init == "fit" else float(alpha_init))
-    rebuilt = {k: tuple(v.shape) for k, v in build_backbone(cfg).state_dict().items()}
-    if rebuilt != {k: tuple(v.shape) for k, v in imported.model.state_dict().items()}:
-        raise ValueError(f"a {imported.model_cfg.norm} {type(imported.model).__name__} converted to DyT is not the "
-                         f"model norm: dyt builds (its norms' biases differ); conversion refused")
+    check_rebuilt(imported.model, build_backbone(cfg))
     return cfg, report
 
 

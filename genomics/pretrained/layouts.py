@@ -24,9 +24,11 @@ HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # safetensors preferred
 ORIGINAL_WEIGHTS = "weights.ckpt"
 
 
-def checkpoint_folder(path: Path) -> Path:
-    """A layout is a folder; a path to one of its files stands for the folder."""
-    return path.parent if path.is_file() else path
+def checkpoint_folder(path: Path) -> Path | None:
+    """A layout is a folder; a path to one of its files stands for the folder (other files: None)."""
+    if not path.is_file():
+        return path
+    return path.parent if path.name in (CONFIG_JSON, *HF_WEIGHTS, ORIGINAL_WEIGHTS) else None
 
 
 def read_config(folder: Path) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class Wav2Vec2PretrainConfig(JobConfig):
     optim: OptimConfig = dataclasses.field(default_factory=_fairseq_optim)
     model: Wav2Vec2ModelConfig = dataclasses.field(default_factory=Wav2Vec2ModelConfig)
     data: SpeechDataConfig = dataclasses.field(default_factory=SpeechDataConfig)
+    init_checkpoint: str | None = None  # start from these weights (a checkpoint written by `bsd import`)
 
 
 CONFIGS = {TASK: Wav2Vec2PretrainConfig}
@@ -135,6 +136,9 @@ def run(cfg: Wav2Vec2PretrainConfig, run_dir: Path, resume: bool) -> dict:
     t = cfg.trainer
     total_steps = t.max_steps if t.max_steps > 0 else (t.max_epochs or 1) * len(train_loader)
     module = Wav2Vec2Module(cfg, total_steps)
+    if cfg.init_checkpoint:
+        load_module_weights(module.model, cfg.init_checkpoint)
+        print(f"weights from {cfg.init_checkpoint}")
     if module.swap_report is not None:
         print(module.swap_report.table())
         write_json(run_dir / "norm_swaps.json", module.swap_report.to_dict())
