@@ -327,3 +327,146 @@ def caduceus_reference_logits(sd: dict[str, Tensor], cfg: dict, ids: Tensor) -> 
     s = h + residual
     out = torch.cat([_rms(s[..., :d], nf, eps), _flip(_rms(_flip(s[..., d:]), nf, eps))], dim=-1)
     return out[..., :d] @ emb.T + out[..., d:].flip(-1) @ emb[sd["lm_head.complement_map"].long()].T
+
+
+# -- wav2vec 2.0 (fairseq) ------------------------------------------------------------------------
+
+#: a tiny fairseq wav2vec 2.0 (fairseq's Wav2Vec2Config field names); feature dim 24 != model dim 32
+#: so fairseq has a post_extract_proj; an even conv_pos exercises SamePad
+FAIRSEQ_TINY = {
+    "_name": "wav2vec2", "extractor_mode": "default", "encoder_layers": 2, "encoder_embed_dim": 32,
+    "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4, "activation_fn": "gelu", "dropout": 0.1,
+    "attention_dropout": 0.1, "activation_dropout": 0.0, "encoder_layerdrop": 0.05, "dropout_input": 0.1,
+    "dropout_features": 0.1, "final_dim": 16, "layer_norm_first": False,
+    "conv_feature_layers": "[(24, 10, 5)] + [(24, 3, 2)] * 2", "conv_bias": False, "logit_temp": 0.1,
+    "quantize_targets": True, "quantize_input": False, "same_quantizer": False, "target_glu": False,
+    "feature_grad_mult": 0.1, "quantizer_depth": 1, "quantizer_factor": 3, "latent_vars": 8, "latent_groups": 2,
+    "latent_dim": 0, "mask_length": 10, "mask_prob": 0.65, "mask_channel_length": 10, "mask_channel_prob": 0.0,
+    "num_negatives": 100, "negatives_from_everywhere": False, "cross_sample_negatives": 0, "codebook_negatives": 0,
+    "conv_pos": 8, "conv_pos_groups": 4, "pos_conv_depth": 1, "latent_temp": [2.0, 0.5, 0.999995],
+}
+#: its pre-LN sibling with LayerNorm in every extractor layer and conv biases (large_lv60k's kind)
+FAIRSEQ_TINY_PRE = {**FAIRSEQ_TINY, "layer_norm_first": True, "extractor_mode": "layer_norm", "conv_bias": True,
+                    "latent_temp": "(2.0, 0.1, 0.999995)"}
+
+
+TINY_CONV_LAYERS = [(24, 10, 5), (24, 3, 2), (24, 3, 2)]  # FAIRSEQ_TINY's conv_feature_layers
+
+
+def _conv_layers(cfg: dict) -> list[tuple[int, int, int]]:
+    assert cfg["conv_feature_layers"] == "[(24, 10, 5)] + [(24, 3, 2)] * 2"
+    return TINY_CONV_LAYERS
+
+
+def fairseq_wav2vec2_state(cfg: dict, seed: int = 0) -> dict[str, Tensor]:
+    """fairseq ``Wav2Vec2Model``'s state dict (names and shapes of fairseq/models/wav2vec/wav2vec2.py)."""
+    g = torch.Generator().manual_seed(seed)
+    layers, D, H = _conv_layers(cfg), cfg["encoder_embed_dim"], cfg["encoder_ffn_embed_dim"]
+    C, Fd, G, V = layers[-1][0], cfg["final_dim"] or D, cfg["latent_groups"], cfg["latent_vars"]
+    Q, K, groups = cfg["latent_dim"] or Fd, cfg["conv_pos"], cfg["conv_pos_groups"]
+    sd = {"mask_emb": torch.rand(D, generator=g)}
+    channels = 1
+    for i, (c, k, _) in enumerate(layers):
+        p = f"feature_extractor.conv_layers.{i}."
+        sd[p + "0.weight"] = _perturbed((c, channels, k), g, (channels * k) ** -0.5)
+        if cfg["conv_bias"]:
+            sd[p + "0.bias"] = _perturbed(c, g, 0.1)
+        if cfg["extractor_mode"] == "layer_norm":
+            sd[p + "2.1.weight"], sd[p + "2.1.bias"] = _perturbed(c, g, 0.1, 1.0), _perturbed(c, g, 0.1)
+        elif i == 0:
+            sd[p + "2.weight"], sd[p + "2.bias"] = _perturbed(c, g, 0.1, 1.0), _perturbed(c, g, 0.1)
+        channels = c
+    sd["layer_norm.weight"], sd["layer_norm.bias"] = _perturbed(C, g, 0.1, 1.0), _perturbed(C, g, 0.1)
+    sd["post_extract_proj.weight"], sd["post_extract_proj.bias"] = _perturbed((D, C), g, C ** -0.5), _perturbed(D, g, 0.1)
+    sd["quantizer.vars"] = torch.rand((1, G * V, Q // G), generator=g)
+    sd["quantizer.weight_proj.weight"] = _perturbed((G * V, C), g, 1.0)
+    sd["quantizer.weight_proj.bias"] = _perturbed(G * V, g, 0.1)
+    sd["project_q.weight"], sd["project_q.bias"] = _perturbed((Fd, Q), g, Q ** -0.5), _perturbed(Fd, g, 0.1)
+    sd["encoder.pos_conv.0.bias"] = _perturbed(D, g, 0.1)
+    sd["encoder.pos_conv.0.weight_g"] = _perturbed((1, 1, K), g, 0.1, 1.0).abs()
+    sd["encoder.pos_conv.0.weight_v"] = _perturbed((D, D // groups, K), g, 1.0)
+    for i in range(cfg["encoder_layers"]):
+        p = f"encoder.layers.{i}."
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            sd[p + f"self_attn.{name}.weight"] = _perturbed((D, D), g, D ** -0.5)
+            sd[p + f"self_attn.{name}.bias"] = _perturbed(D, g, 0.1)
+        sd[p + "fc1.weight"], sd[p + "fc1.bias"] = _perturbed((H, D), g, D ** -0.5), _perturbed(H, g, 0.1)
+        sd[p + "fc2.weight"], sd[p + "fc2.bias"] = _perturbed((D, H), g, H ** -0.5), _perturbed(D, g, 0.1)
+        for norm in ("self_attn_layer_norm", "final_layer_norm"):
+            sd[p + f"{norm}.weight"], sd[p + f"{norm}.bias"] = _perturbed(D, g, 0.1, 1.0), _perturbed(D, g, 0.1)
+    sd["encoder.layer_norm.weight"], sd["encoder.layer_norm.bias"] = _perturbed(D, g, 0.1, 1.0), _perturbed(D, g, 0.1)
+    sd["final_proj.weight"], sd["final_proj.bias"] = _perturbed((Fd, D), g, D ** -0.5), _perturbed(Fd, g, 0.1)
+    return sd
+
+
+def write_fairseq_checkpoint(path: Path, cfg: dict = FAIRSEQ_TINY, seed: int = 0, old_args: bool = False) -> dict[str, Tensor]:
+    """A fairseq checkpoint: ``{"cfg": {"model": ...}, "model": state_dict, ...}`` (``old_args``: the
+    pre-0.10 ``args`` Namespace instead, which only arbitrary unpickling reads)."""
+    import argparse
+
+    sd = fairseq_wav2vec2_state(cfg, seed)
+    meta = {"args": argparse.Namespace(**cfg), "cfg": None} if old_args else {"args": None, "cfg": {"model": cfg}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**meta, "model": sd, "optimizer_history": [], "extra_state": {}}, path)
+    return sd
+
+
+def fairseq_reference(sd: dict[str, Tensor], cfg: dict, waves: Tensor) -> dict[str, Tensor]:
+    """fairseq's wav2vec 2.0 in eval mode without masking, float64: the encoder output, its final
+    projection and the quantized (hard, argmax) targets of the unmasked features."""
+    def w(name: str) -> Tensor:
+        return sd[name].double()
+
+    D, heads, eps = cfg["encoder_embed_dim"], cfg["encoder_attention_heads"], 1e-5
+    x = waves.double()[:, None, :]
+    for i, (c, k, stride) in enumerate(_conv_layers(cfg)):
+        p = f"feature_extractor.conv_layers.{i}."
+        x = F.conv1d(x, w(p + "0.weight"), w(p + "0.bias") if cfg["conv_bias"] else None, stride=stride)
+        if cfg["extractor_mode"] == "layer_norm":
+            x = _layer_norm(x.transpose(1, 2), w(p + "2.1.weight"), w(p + "2.1.bias"), eps).transpose(1, 2)
+        elif i == 0:
+            x = F.group_norm(x, c, w(p + "2.weight"), w(p + "2.bias"), eps)
+        x = F.gelu(x)
+    features = _layer_norm(x.transpose(1, 2), w("layer_norm.weight"), w("layer_norm.bias"), eps)
+    x = features @ w("post_extract_proj.weight").T + w("post_extract_proj.bias")
+    v, gain = w("encoder.pos_conv.0.weight_v"), w("encoder.pos_conv.0.weight_g")
+    kernel = gain * v / v.pow(2).sum(dim=(0, 1), keepdim=True).sqrt()  # weight_norm(dim=2)
+    size = kernel.shape[-1]
+    conv = F.conv1d(x.transpose(1, 2), kernel, w("encoder.pos_conv.0.bias"), padding=size // 2, groups=cfg["conv_pos_groups"])
+    if size % 2 == 0:
+        conv = conv[..., :-1]  # SamePad
+    x = x + F.gelu(conv).transpose(1, 2)
+    pre = cfg["layer_norm_first"]
+
+    def ln(t: Tensor, name: str) -> Tensor:
+        return _layer_norm(t, w(name + ".weight"), w(name + ".bias"), eps)
+
+    def attention(t: Tensor, p: str) -> Tensor:
+        B, T, _ = t.shape
+        q, k, v = (t @ w(p + f"{n}.weight").T + w(p + f"{n}.bias") for n in ("q_proj", "k_proj", "v_proj"))
+        q = q * (D // heads) ** -0.5
+        q, k, v = (u.view(B, T, heads, -1).transpose(1, 2) for u in (q, k, v))
+        out = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v
+        return out.transpose(1, 2).reshape(B, T, D) @ w(p + "out_proj.weight").T + w(p + "out_proj.bias")
+
+    def ffn(t: Tensor, p: str) -> Tensor:
+        return F.gelu(t @ w(p + "fc1.weight").T + w(p + "fc1.bias")) @ w(p + "fc2.weight").T + w(p + "fc2.bias")
+
+    if not pre:
+        x = ln(x, "encoder.layer_norm")
+    for i in range(cfg["encoder_layers"]):
+        p = f"encoder.layers.{i}."
+        if pre:
+            x = x + attention(ln(x, p + "self_attn_layer_norm"), p + "self_attn.")
+            x = x + ffn(ln(x, p + "final_layer_norm"), p)
+        else:
+            x = ln(x + attention(x, p + "self_attn."), p + "self_attn_layer_norm")
+            x = ln(x + ffn(x, p), p + "final_layer_norm")
+    if pre:
+        x = ln(x, "encoder.layer_norm")
+    G, V = cfg["latent_groups"], cfg["latent_vars"]
+    logits = (features @ w("quantizer.weight_proj.weight").T + w("quantizer.weight_proj.bias")).unflatten(-1, (G, V))
+    hard = F.one_hot(logits.argmax(-1), V).double()  # eval: the best entry per group
+    codes = torch.einsum("btgv,gvd->btgd", hard, w("quantizer.vars").view(G, V, -1)).flatten(-2)
+    return {"encoder": x, "final": x @ w("final_proj.weight").T + w("final_proj.bias"),
+            "targets": codes @ w("project_q.weight").T + w("project_q.bias")}
