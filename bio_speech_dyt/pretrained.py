@@ -325,6 +325,37 @@ def check_rebuilt(model: nn.Module, rebuilt: nn.Module) -> None:
                          f"conversion refused")
 
 
+@dataclasses.dataclass
+class Imported:
+    """A published checkpoint read into our model. ``model_cfg``: the domain's model config
+    dataclass (it has ``norm`` and ``alpha_init``); ``info``: import.json's account of the files."""
+
+    layout: str
+    model_cfg: Any
+    model: nn.Module
+    info: dict[str, Any]
+
+    def convert(self, norm: str | None, alpha_init: float | str, build: Callable[[Any], nn.Module],
+                calibrate: Callable[[nn.Module], Any] | None = None) -> dict | None:
+        """``--norm dyt`` in place (:func:`convert_pretrained_norms`); ``model_cfg`` follows, and must
+        ``build`` the converted model. Returns the conversion report (None: nothing converted)."""
+        report = convert_pretrained_norms(self.model, norm, alpha_init, self.model_cfg.norm, calibrate)
+        if report is not None:
+            alpha0 = 0.5 if alpha_init == "fit" else float(alpha_init)  # fitted alphas live in the weights
+            self.model_cfg = dataclasses.replace(self.model_cfg, norm="dyt", alpha_init=alpha0)
+            check_rebuilt(self.model, build(self.model_cfg))
+        return report
+
+    def write(self, src: str | Path, out: Path, job_config: dict, conversion: dict | None) -> dict:
+        """RUN_DIR ``out`` (staged, renamed at the end); returns import.json's contents."""
+        from bio_speech_dyt.config import to_dict
+
+        info = {"source": str(src), **self.info, "norm_conversion": conversion, "model": to_dict(self.model_cfg)}
+        with staged_dir(out) as stage:
+            write_run(stage, self.model, job_config, info)
+        return info
+
+
 # -- run directories ------------------------------------------------------------------------------
 
 

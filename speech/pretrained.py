@@ -16,7 +16,6 @@ can read.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import pickletools
 import zipfile
 from collections.abc import Mapping
@@ -34,15 +33,12 @@ from bio_speech_dyt.pretrained import (
     LAST_CKPT,
     CheckpointError,
     CheckpointNotFoundError,
+    Imported,
     MappedState,
-    check_rebuilt,
-    convert_pretrained_norms,
     load_mapped,
     load_torch_file,
     num_parameters,
     refuse_existing,
-    staged_dir,
-    write_run,
 )
 from speech.models.wav2vec2 import Wav2Vec2ModelConfig, build_wav2vec2, fairseq2_arch, model_config_for
 
@@ -227,7 +223,7 @@ def _match_arch(state: dict[str, Tensor], path: Path) -> tuple[str, Wav2Vec2Conf
 def _card_checkpoint(name: str) -> tuple[Path, Wav2Vec2Config]:
     """An asset card's checkpoint (downloaded by fairseq2's asset store, cached) and model config."""
     import fairseq2
-    from fairseq2.assets import AssetNotFoundError, get_asset_download_manager, get_asset_store
+    from fairseq2.assets import AssetCardError, AssetNotFoundError, get_asset_download_manager, get_asset_store
     from fairseq2.error import InvalidOperationError
     from fairseq2.models.wav2vec2 import get_wav2vec2_model_hub
 
@@ -237,9 +233,11 @@ def _card_checkpoint(name: str) -> tuple[Path, Wav2Vec2Config]:
         pass
     try:
         card = get_asset_store().retrieve_card(name)
+        config = get_wav2vec2_model_hub().get_model_config(card)
     except AssetNotFoundError:
         raise CheckpointError(f"{CARD_PREFIX}{name}: fairseq2 knows no asset card of that name") from None
-    config = get_wav2vec2_model_hub().get_model_config(card)
+    except AssetCardError as e:  # e.g. a card of another model family
+        raise CheckpointError(f"{CARD_PREFIX}{name}: {e}") from None
     uri = card.field("checkpoint").as_uri()
     return (uri.to_path() if uri.scheme == "file" else get_asset_download_manager().download_model(uri)), config
 
@@ -257,14 +255,6 @@ def _mapped(state: dict[str, Tensor], config: Wav2Vec2Config, fairseq: bool) -> 
     for old in set(state) - set(out.mapped):
         out.ignored[old] = "fairseq bookkeeping, dropped by fairseq2's conversion"
     return out
-
-
-@dataclasses.dataclass
-class Imported:
-    layout: str
-    model_cfg: Wav2Vec2ModelConfig
-    model: nn.Module
-    info: dict[str, Any]
 
 
 def read_pretrained(src: str | Path, trust_pickle: bool = False) -> Imported:
@@ -322,22 +312,15 @@ def _calibration(cfg: Wav2Vec2ModelConfig, data_dir: Path) -> Callable[[nn.Modul
     return forward
 
 
-def _convert(imported: Imported, norm: str | None, alpha_init: float | str, calibrate: Path | None):
-    forward = _calibration(imported.model_cfg, calibrate) if calibrate is not None else None
-    report = convert_pretrained_norms(imported.model, norm, alpha_init, "layernorm", forward)
-    if report is None:
-        return imported.model_cfg, None
-    cfg = dataclasses.replace(imported.model_cfg, norm="dyt", alpha_init=0.5 if alpha_init == "fit" else float(alpha_init))
-    check_rebuilt(imported.model, build_wav2vec2(cfg)[0])
-    return cfg, report
+def _build(cfg: Wav2Vec2ModelConfig) -> nn.Module:
+    return build_wav2vec2(cfg)[0]
 
 
 def load_pretrained(src: str | Path, norm: str | None = None, alpha_init: float = 0.5, *,
                     trust_pickle: bool = False) -> nn.Module:
-    """fairseq2's ``Wav2Vec2Model`` with the published weights of ``src`` (eval mode);
-    ``norm="dyt"`` converts its LayerNorms with alpha0 ``alpha_init``."""
+    """fairseq2's ``Wav2Vec2Model`` with ``src``'s weights (eval); ``norm="dyt"``: DyT, alpha0 ``alpha_init``."""
     imported = read_pretrained(src, trust_pickle)
-    _convert(imported, norm, alpha_init, None)
+    imported.convert(norm, alpha_init, _build)
     return imported.model.eval()
 
 
@@ -350,10 +333,9 @@ def import_checkpoint(src: str | Path, out: str | Path, *, norm: str | None = No
     out = Path(out)
     refuse_existing(out)
     imported = read_pretrained(src, trust_pickle)
-    cfg, conversion = _convert(imported, norm, alpha_init, Path(calibrate) if calibrate is not None else None)
-    config = to_dict(Wav2Vec2PretrainConfig(model=cfg, init_checkpoint=str(out.resolve() / LAST_CKPT)))
-    info = {"source": str(src), **imported.info, "norm_conversion": conversion, "model": to_dict(cfg)}
-    with staged_dir(out) as stage:
-        write_run(stage, imported.model, config, info)
+    forward = _calibration(imported.model_cfg, Path(calibrate)) if calibrate is not None else None
+    conversion = imported.convert(norm, alpha_init, _build, forward)
+    job = Wav2Vec2PretrainConfig(model=imported.model_cfg, init_checkpoint=str(out.resolve() / LAST_CKPT))
+    info = imported.write(src, out, to_dict(job), conversion)
     print(f"{imported.layout}: wav2vec 2.0, {info['num_parameters']:,} parameters; run directory: {out}")
     return info

@@ -38,12 +38,7 @@ TINY_HF = {**HYENA_HF_CONFIG, "d_model": 16, "d_inner": 32, "filter_order": 8, "
 TINY_CADUCEUS = dict(d_model=16, n_layer=2, ssm_cfg={**caduceus_config(False)["ssm_cfg"], "d_state": 4})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _write(layout: str, folder: Path, tiny: bool = False, **cfg_over) -> dict:

@@ -34,12 +34,7 @@ from speech.pretrained import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _outputs(model, waves: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -159,3 +154,19 @@ def test_norm_dyt_swaps_every_layernorm(tmp_path):
 
     assert not any(classify_norm(m)[0] == "layernorm" for m in model.modules())
     assert sum(isinstance(m, DyT) for m in model.modules()) == 9
+
+
+def test_fit_on_librispeech_manifests(tmp_path):
+    from speech.data.prepare import prepare_librispeech
+    from speech_helpers import librispeech_tree
+
+    root = librispeech_tree(tmp_path / "in", {"dev-clean": ["100", "200", "300", "400"]})
+    prepare_librispeech(root=root, valid_fraction=0.25, seed=0, out=tmp_path / "manifests")
+    write_fairseq_checkpoint(tmp_path / "w2v.pt", FAIRSEQ_TINY)
+    info = import_checkpoint(tmp_path / "w2v.pt", tmp_path / "run", norm="dyt", alpha_init="fit",
+                             calibrate=tmp_path / "manifests")
+    fits = info["norm_conversion"]["fits"]
+    assert len(fits) == 2 * 2 + 2 and all(0 <= f["rel_error"] < 1 and f["rows"] > 10 for f in fits)
+    cfg, model = restore(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    alphas = {f["path"]: f["alpha"] for f in fits}
+    assert model.get_submodule(fits[0]["path"]).alpha.item() == pytest.approx(alphas[fits[0]["path"]], rel=1e-6)

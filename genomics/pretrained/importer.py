@@ -8,9 +8,8 @@ filled or ignored and why, notes on the config, the norm conversion report).
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -19,15 +18,12 @@ from bio_speech_dyt.config import to_dict
 from bio_speech_dyt.pretrained import (
     LAST_CKPT,
     CheckpointError,
-    check_rebuilt,
-    convert_pretrained_norms,
+    Imported,
     load_mapped,
     local_source,
     map_state_dict,
     num_parameters,
     refuse_existing,
-    staged_dir,
-    write_run,
 )
 from genomics.jobs.modules import build_backbone, norm_summary
 from genomics.jobs.pretrain import CaduceusPretrainConfig, HyenaPretrainConfig, PretrainDataConfig
@@ -47,14 +43,6 @@ from genomics.pretrained.layouts import (
 
 CALIBRATION_SEQUENCES = 8
 CALIBRATION_LENGTH = 1024
-
-
-@dataclasses.dataclass
-class Imported:
-    layout: str
-    model_cfg: HyenaDNAConfig | CaduceusConfig
-    model: nn.Module
-    info: dict[str, Any]
 
 
 def detect(src: str | Path) -> str | None:
@@ -113,29 +101,20 @@ def calibration_batch(data_dir: Path, model_cfg: HyenaDNAConfig | CaduceusConfig
     return torch.stack([windows[int(i)]["input_ids"] for i in picks])
 
 
-def _convert(imported: Imported, norm: str | None, alpha_init: float | str, calibrate: Path | None):
-    """Convert the norms in place; returns ``(model config after it, conversion report or None)``."""
-    forward = None
-    if calibrate is not None:
-        batch = calibration_batch(Path(calibrate), imported.model_cfg)
+def _calibration(model_cfg: HyenaDNAConfig | CaduceusConfig, data_dir: Path) -> Callable[[nn.Module], Tensor]:
+    batch = calibration_batch(data_dir, model_cfg)
 
-        def forward(model: nn.Module) -> Tensor:
-            return model(batch)
-    cfg = imported.model_cfg
-    report = convert_pretrained_norms(imported.model, norm, alpha_init, cfg.norm, forward)
-    if report is None:
-        return cfg, None
-    cfg = dataclasses.replace(cfg, norm="dyt", alpha_init=0.5 if alpha_init == "fit" else float(alpha_init))
-    check_rebuilt(imported.model, build_backbone(cfg))
-    return cfg, report
+    def forward(model: nn.Module) -> Tensor:
+        return model(batch)
+
+    return forward
 
 
 def load_pretrained(src: str | Path, norm: str | None = None, alpha_init: float = 0.5, *,
                     trust_pickle: bool = False) -> nn.Module:
-    """The published model of ``src`` (eval mode): ``model(input_ids)`` -> logits (B, L, V);
-    ``norm="dyt"`` converts its norms with alpha0 ``alpha_init``."""
+    """``src``'s model (eval): ``model(input_ids)`` -> logits (B, L, V); ``norm="dyt"``: DyT, alpha0 ``alpha_init``."""
     imported = read_pretrained(src, trust_pickle)
-    _convert(imported, norm, alpha_init, None)
+    imported.convert(norm, alpha_init, build_backbone)
     return imported.model.eval()
 
 
@@ -152,11 +131,9 @@ def import_checkpoint(src: str | Path, out: str | Path, *, norm: str | None = No
     out = Path(out)
     refuse_existing(out)
     imported = read_pretrained(src, trust_pickle)
-    cfg, conversion = _convert(imported, norm, alpha_init, Path(calibrate) if calibrate is not None else None)
-    config = _job_config(cfg, out.resolve() / LAST_CKPT)
-    info = {"source": str(src), **imported.info, "norm_conversion": conversion, "model": to_dict(cfg)}
-    with staged_dir(out) as stage:
-        write_run(stage, imported.model, config, info)
+    forward = _calibration(imported.model_cfg, Path(calibrate)) if calibrate is not None else None
+    conversion = imported.convert(norm, alpha_init, build_backbone, forward)
+    info = imported.write(src, out, _job_config(imported.model_cfg, out.resolve() / LAST_CKPT), conversion)
     print(f"{imported.layout}: {norm_summary(imported.model)}")
     print(f"run directory: {out}")
     return info
