@@ -93,17 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
         _add_domain_verbs(evk, d.evaluate, d.name)
 
     im = verbs.add_parser("import", help="a published checkpoint (HyenaDNA, Caduceus, wav2vec 2.0) into a run directory")
-    im.add_argument("src", help="a local folder or file, hf:REPO_ID or fairseq2:CARD")
-    im.add_argument("--out", type=Path, required=True)
+    im.add_argument("src", help="checkpoint folder or file, hf:REPO_ID or fairseq2:CARD")
+    im.add_argument("--out", type=Path, required=True, help="the run directory to create (must not exist or be empty)")
     im.add_argument("--norm", choices=["dyt"], help="convert every LayerNorm/RMSNorm to DyT")
-    im.add_argument("--alpha-init", default="0.5", help="alpha0 of the converted DyT layers, or 'fit'")
-    im.add_argument("--calibrate", type=Path, help="prepared data for --alpha-init fit")
-    im.add_argument("--trust-pickle", action="store_true", help="allow arbitrary unpickling of a trusted file")
+    im.add_argument("--alpha-init", default="0.5", help="alpha0 of the DyTs, or 'fit' (with --calibrate)")
+    im.add_argument("--calibrate", type=Path, metavar="DATA_DIR",
+                    help="prepared genome or GB task, or LibriSpeech manifests: the batch --alpha-init fit measures")
+    im.add_argument("--trust-pickle", action="store_true",
+                    help="load a checkpoint that needs arbitrary unpickling (can run code: trusted sources only)")
     im.set_defaults(handler=_import)
 
     ex = verbs.add_parser("export", help="a LayerNorm/RMSNorm run back to its published layout")
     ex.add_argument("run_dir", type=Path)
-    ex.add_argument("--format", choices=["hf"], default="hf")
+    ex.add_argument("--format", default="hf", help="hf (the layout the run came from) or a layout name")
     ex.add_argument("--out", type=Path, required=True)
     ex.set_defaults(handler=_export)
 
@@ -151,17 +153,32 @@ def _importers():
     return [(d.name, d.importer()) for d in domains() if d.importer is not None]
 
 
-def _import(a):
-    from bio_speech_dyt.imports import import_checkpoint
+def importer_for(src: str):
+    """The installed domain's importer that recognises ``src`` (a folder, file, hf:REPO_ID or
+    fairseq2:CARD)."""
+    from bio_speech_dyt.checkpoints import CheckpointError
 
-    return import_checkpoint(a.src, a.out, _importers(), norm=a.norm, alpha_init=a.alpha_init,
-                             calibrate=a.calibrate, trust_pickle=a.trust_pickle)
+    for _, importer in _importers():
+        if importer.detect(src):
+            return importer
+    raise CheckpointError(f"{src}: no known checkpoint layout (HyenaDNA or Caduceus folders with a config.json, "
+                          f"wav2vec 2.0 .pt files of fairseq or fairseq2, hf:REPO_ID, fairseq2:CARD)")
+
+
+def _import(a):
+    from bio_speech_dyt.pretrained import parse_alpha_init
+
+    return importer_for(a.src).import_checkpoint(a.src, a.out, norm=a.norm, alpha_init=parse_alpha_init(a.alpha_init),
+                                                 calibrate=a.calibrate, trust_pickle=a.trust_pickle)
 
 
 def _export(a):
-    from bio_speech_dyt.imports import export_run
+    from bio_speech_dyt.checkpoints import CheckpointError
 
-    return export_run(a.run_dir, a.format, a.out, _importers())
+    exporters = [imp for _, imp in _importers() if hasattr(imp, "export_run")]
+    if not exporters:
+        raise CheckpointError("no installed domain can export a run")
+    return exporters[0].export_run(a.run_dir, a.format, a.out)
 
 
 def _report(a):

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from bio_speech_dyt.harness import RunStateError
 from bio_speech_dyt.jobs import load_checkpoint_model, pretrain, resolve
@@ -17,13 +16,7 @@ FAST = ["trainer.progress_bar=false", "trainer.log_every_n_steps=1", "data.num_w
 HYENA_TINY = ["model.d_model=16", "model.d_inner=32", "model.filter_order=8", "data.batch_size=2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many small ops on 2 busy cores: one intra-op thread is ~10x faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

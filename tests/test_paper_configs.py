@@ -11,7 +11,7 @@ import torch
 from bio_speech_dyt.config import to_dict
 from bio_speech_dyt.jobs import resolve
 from bio_speech_dyt.train import lr_lambda
-from genomics.jobs.gb_eval import load_gb_config
+from bio_speech_dyt.jobs import resolve
 from genomics.models.hyena import HyenaDNA
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "genomics" / "paper"
@@ -24,7 +24,7 @@ PAIRS = {
 
 def _load(name: str, norm: str):
     path = PAPER / f"{name}_{norm}.yaml"
-    return load_gb_config(path) if "_gb" in name else resolve(path)[1]
+    return resolve(path)[1]
 
 
 def _lrs(cfg, total: int, steps) -> list[float]:

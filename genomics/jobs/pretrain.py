@@ -39,7 +39,9 @@ def _pretrain_config(spec: ModelSpec) -> type:
         [("task", str, dataclasses.field(default=f"{spec.name}_pretrain")),
          ("model", spec.config_class, dataclasses.field(default_factory=spec.config_class)),
          ("data", PretrainDataConfig,
-          dataclasses.field(default_factory=lambda: PretrainDataConfig(rc_prob=spec.default_rc_prob)))],
+          dataclasses.field(default_factory=lambda: PretrainDataConfig(rc_prob=spec.default_rc_prob))),
+         # start from these weights (a checkpoint written by `bsd import`)
+         ("init_checkpoint", "str | None", dataclasses.field(default=None))],
         bases=(JobConfig,), namespace={"__module__": __name__})
 
 
@@ -65,6 +67,9 @@ def run(cfg, run: RunDir) -> dict:
 
     spec = spec_for(cfg.model)
     model = spec.build(cfg.model)
+    if cfg.init_checkpoint:
+        load_weights(model, cfg.init_checkpoint)
+        print(f"weights from {cfg.init_checkpoint}")
     print(norm_summary(model))
     step_plan = StepPlan.of(cfg.trainer) if cfg.trainer.max_steps > 0 else None
     train_loader, val_loader = _loader(cfg, "train", step_plan), _loader(cfg, "valid", None)

@@ -70,3 +70,8 @@ def spec_for(model_cfg: Any) -> ModelSpec:
         if type(model_cfg) is spec.config_class:
             return spec
     raise TypeError(f"no genomics model spec for {type(model_cfg).__name__}")
+
+
+def build_model(model_cfg: Any) -> nn.Module:
+    """The model a genomics model config describes."""
+    return spec_for(model_cfg).build(model_cfg)

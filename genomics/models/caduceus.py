@@ -15,6 +15,13 @@ the flipped sequence (in/out projections tied), summed.
 
 The norm (native ``rmsnorm``, or ``layernorm`` / ``dyt``) sits in every block and the final
 norm; a DyT replacing RMSNorm has no bias.
+
+Published-checkpoint semantics (set by imports, defaults keep ours): ``lm_bias: false`` drops
+PS's LM-head bias (upstream's ``RCPSLMHead`` has none); ``rcps_fused_add_norm: true`` computes
+what upstream's fused add-norm path (``fused_add_norm: true``, the published configs) computes
+for PS: each block's add+norm takes the *second* channel half as the forward strand, i.e. the
+halves of the residual sum are swapped before the RC-shared norm (and stay swapped in the
+residual stream); upstream's unfused path, like ours, takes the first half.
 """
 from __future__ import annotations
 
@@ -53,6 +60,8 @@ class CaduceusConfig:
     # a learnable scalar on the embedding's output (both strands; not the tied LM head), init
     # sqrt(d_model): the DyT paper's LLaMA recipe (see HyenaDNAConfig.embed_gain)
     embed_gain: bool = False
+    lm_bias: bool = True  # PS only: a learned LM-head bias (upstream's RCPSLMHead has none)
+    rcps_fused_add_norm: bool = False  # PS only: upstream's fused add-norm strand order (see module doc)
 
     @property
     def padded_vocab_size(self) -> int:
@@ -94,16 +103,21 @@ class RCPS(nn.Module):
 
 class Block(nn.Module):
     """``residual = h + residual; h = mixer(norm(residual))``; returns ``(h, residual)``. The norm's
-    role is ``attention``: it feeds the sequence mixer (there is no MLP, so no ``other`` norm)."""
+    role is ``attention``: it feeds the sequence mixer (there is no MLP, so no ``other`` norm).
+    ``swap_strands`` (``rcps_fused_add_norm``): swap the channel halves of ``residual`` first."""
 
     def __init__(self, cfg: CaduceusConfig):
         super().__init__()
         mixer, norm = BiMamba(cfg), _norm(cfg, "attention")
         self.mixer = RCPS(mixer) if cfg.rcps else mixer
         self.norm = RCPS(norm) if cfg.rcps else norm
+        self.swap_strands = cfg.rcps and cfg.rcps_fused_add_norm
 
     def forward(self, h: Tensor, residual: Tensor | None) -> tuple[Tensor, Tensor]:
         residual = h if residual is None else h + residual
+        if self.swap_strands:
+            first, second = residual.chunk(2, dim=-1)
+            residual = torch.cat([second, first], dim=-1)
         return self.mixer(self.norm(residual)), residual
 
 
@@ -125,7 +139,7 @@ class Caduceus(nn.Module):
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         norm_f = _norm(cfg, "final")
         self.norm_f = RCPS(norm_f) if cfg.rcps else norm_f
-        self.lm_bias = nn.Parameter(torch.zeros(cfg.padded_vocab_size)) if cfg.rcps else None
+        self.lm_bias = nn.Parameter(torch.zeros(cfg.padded_vocab_size)) if cfg.rcps and cfg.lm_bias else None
         self.register_buffer("complement", complement_ids(torch.arange(cfg.padded_vocab_size)), persistent=False)
         self.embed_gain = scalar_gain(math.sqrt(cfg.d_model) if cfg.embed_gain else None)
         self.apply(self._init_weights)
@@ -171,4 +185,5 @@ class Caduceus(nn.Module):
             return F.linear(h, w)
         fwd, rc = h.chunk(2, dim=-1)
         c = self.complement
-        return F.linear(fwd, w, self.lm_bias) + F.linear(rc.flip(-1), w[c], self.lm_bias[c])
+        bias, bias_rc = (None, None) if self.lm_bias is None else (self.lm_bias, self.lm_bias[c])
+        return F.linear(fwd, w, bias) + F.linear(rc.flip(-1), w[c], bias_rc)

@@ -2,8 +2,13 @@
 
 Token embedding (no positional embedding) -> ``n_layer`` pre-norm blocks
 (``x + Hyena(norm1(x))``, then ``x + MLP(norm2(x))``) -> final norm -> LM head tied to the
-embedding. Every norm comes from :func:`bio_speech_dyt.norms.make_norm`, so ``norm="dyt"``
-swaps all ``2 * n_layer + 1`` of them.
+embedding (or, ``tie_lm_head: false``, a separate one as in the ``-hf`` Hub port). Every norm
+comes from :func:`bio_speech_dyt.norms.make_norm`, so ``norm="dyt"`` swaps all
+``2 * n_layer + 1`` of them.
+
+Blocks pass ``(hidden, residual)`` as hyena-dna's (flash-attention's) prenorm ``Block`` does:
+dropout -> add -> norm -> mixer -> dropout -> add -> norm -> MLP, so each dropout acts on a
+branch output (block 0's first one on the embedding), never on the residual stream.
 """
 from __future__ import annotations
 
@@ -51,6 +56,13 @@ class HyenaDNAConfig:
     # beyond the paper: a learnable scalar on each residual branch's output, initialised to this value
     # (0: ReZero / SkipInit), so the residual stream grows only as fast as Adam moves two scalars per block
     residual_gain_init: float | None = None
+    # the implicit filter's window is exp(-t|delta|) + modulation_shift: 0.0 as hyena-dna's training
+    # code, 0.05 in the code published with the Hub checkpoints (imports set it)
+    modulation_shift: float = 0.0
+    tie_lm_head: bool = True  # False: a separate LM head (the -hf Hub layout's untied lm_head)
+    # True: the filter's positional features z, t and modulation deltas are state-dict buffers, so a
+    # checkpoint's stored values win (imports); False: recomputed from l_max and not saved
+    filter_pos_from_checkpoint: bool = False
 
     @property
     def padded_vocab_size(self) -> int:
@@ -70,7 +82,8 @@ class HyenaOperator(nn.Module):
         self.out_proj = nn.Linear(d, d)
         k = cfg.short_filter_order
         self.short_filter = nn.Conv1d(width, width, k, padding=k - 1, groups=width)
-        self.filter_fn = HyenaFilter(d * (n - 1), cfg.l_max, cfg.emb_dim, cfg.filter_order, cfg.num_inner_mlps, cfg.filter_w)
+        self.filter_fn = HyenaFilter(d * (n - 1), cfg.l_max, cfg.emb_dim, cfg.filter_order, cfg.num_inner_mlps,
+                                     cfg.filter_w, cfg.modulation_shift, cfg.filter_pos_from_checkpoint)
 
     def forward(self, u: Tensor) -> Tensor:
         seqlen = u.shape[1]
@@ -95,7 +108,9 @@ class Mlp(nn.Module):
 
 class Block(nn.Module):
     """Norm roles: ``attention`` in front of the Hyena mixer (the sequence mixer, as attention in the
-    paper's LLaMA recipe), ``other`` in front of the MLP."""
+    paper's LLaMA recipe), ``other`` in front of the MLP. ``residual += drop1(hidden); hidden =
+    mixer(norm1(residual)); residual += drop2(hidden); hidden = mlp(norm2(residual))`` (hyena-dna's
+    order); returns ``(hidden, residual)``."""
 
     def __init__(self, cfg: HyenaDNAConfig, dropout: float):
         super().__init__()
@@ -104,14 +119,15 @@ class Block(nn.Module):
         self.mixer = HyenaOperator(cfg)
         self.norm2 = make_norm(cfg.norm, cfg.d_model, role="other", **norm)
         self.mlp = Mlp(cfg.d_model, cfg.d_inner)
-        self.drop1 = nn.Dropout(dropout)
+        self.drop1 = nn.Dropout(dropout)  # block 0: the embedding dropout, as in hyena-dna
         self.drop2 = nn.Dropout(cfg.resid_dropout)
         self.gain1, self.gain2 = scalar_gain(cfg.residual_gain_init), scalar_gain(cfg.residual_gain_init)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.drop1(x)  # the embedding dropout sits here in block 0, as in hyena-dna
-        x = x + gained(self.drop2(self.mixer(self.norm1(x))), self.gain1)
-        return x + gained(self.mlp(self.norm2(x)), self.gain2)
+    def forward(self, hidden: Tensor, residual: Tensor | None) -> tuple[Tensor, Tensor]:
+        dropped = self.drop1(hidden)
+        residual = dropped if residual is None else dropped + residual
+        residual = gained(self.drop2(self.mixer(self.norm1(residual))), self.gain1) + residual
+        return gained(self.mlp(self.norm2(residual)), self.gain2), residual
 
 
 class HyenaDNA(nn.Module):
@@ -129,6 +145,7 @@ class HyenaDNA(nn.Module):
         self.drop_f = nn.Dropout(cfg.resid_dropout)
         self.norm_f = make_norm(cfg.norm, cfg.d_model, alpha_init=cfg.alpha_init, role="final", eps=cfg.norm_eps)
         self.embed_gain = scalar_gain(math.sqrt(cfg.d_model) if cfg.embed_gain else None)
+        self.lm_head = None if cfg.tie_lm_head else nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False)
         self.apply(self._init_weights)
         apply_alpha_overrides(self, cfg.alpha_overrides)
 
@@ -152,13 +169,16 @@ class HyenaDNA(nn.Module):
         if self.cfg.embed_scale != 1.0:
             x = x * self.cfg.embed_scale
         x = gained(x, self.embed_gain)
+        residual = None
         for layer in self.layers:
-            x = layer(x)
-        return self.norm_f(self.drop_f(x))
+            x, residual = layer(x, residual)
+        x = self.drop_f(x)
+        return self.norm_f(x if residual is None else x + residual)
 
     def merge_strands(self, pooled: Tensor) -> Tensor:
         """Pooled features -> classifier features (identity: one strand)."""
         return pooled
 
     def forward(self, input_ids: Tensor) -> Tensor:
-        return F.linear(self.hidden(input_ids), self.embedding.weight)
+        head = self.embedding if self.lm_head is None else self.lm_head
+        return F.linear(self.hidden(input_ids), head.weight)

@@ -39,9 +39,10 @@ def fftconv_ref(u: Tensor, k: Tensor, skip: Tensor) -> Tensor:
 class PositionalFeatures(nn.Module):
     """``emb_dim`` features per position: normalised time ``t`` in [0, 1] and ``(emb_dim-1)/2``
     complex exponentials (real and imaginary parts). Fixed buffers (``lr_pos_emb = 0`` in the
-    published configs), recomputed from ``seq_len`` so they are not part of the state dict."""
+    published configs), recomputed from ``seq_len``; ``persistent=True`` puts them in the state
+    dict so that a checkpoint's stored values replace the recomputed ones."""
 
-    def __init__(self, emb_dim: int, seq_len: int):
+    def __init__(self, emb_dim: int, seq_len: int, persistent: bool = False):
         super().__init__()
         if emb_dim < 3 or emb_dim % 2 == 0:
             raise ValueError(f"emb_dim must be odd and >= 3, got {emb_dim}")
@@ -50,8 +51,8 @@ class PositionalFeatures(nn.Module):
         w = 2 * math.pi * torch.arange(seq_len, dtype=torch.float32)[None, :, None] / seq_len
         f = torch.linspace(1e-4, bands - 1, bands)[None, None]  # (1, 1, bands)
         z = torch.cat([t, torch.cos(f * w), -torch.sin(f * w)], dim=-1)  # exp(-i f w)
-        self.register_buffer("z", z, persistent=False)
-        self.register_buffer("t", t, persistent=False)
+        self.register_buffer("z", z, persistent=persistent)
+        self.register_buffer("t", t, persistent=persistent)
 
     def forward(self, seqlen: int) -> tuple[Tensor, Tensor]:
         return self.z[:, :seqlen], self.t[:, :seqlen]
@@ -69,37 +70,47 @@ class Sin(nn.Module):
 
 
 class ExponentialModulation(nn.Module):
-    """Multiply filter channel ``d`` by ``exp(-t |delta_d|)``; decay rates spread linearly so
-    that the window falls to ``target`` between ``fast_decay_pct`` and ``slow_decay_pct`` of L."""
+    """Multiply filter channel ``d`` by ``exp(-t |delta_d|) + shift``; decay rates spread linearly
+    so that the window falls to ``target`` between ``fast_decay_pct`` and ``slow_decay_pct`` of L.
 
-    def __init__(self, d_model: int, fast_decay_pct: float = 0.3, slow_decay_pct: float = 1.5, target: float = 1e-2):
+    ``shift`` is 0 in hyena-dna's training code and 0.05 in the code published with the Hub
+    checkpoints (``standalone_hyenadna.py``, the ``-hf`` port). ``persistent``: as for
+    :class:`PositionalFeatures`."""
+
+    def __init__(self, d_model: int, fast_decay_pct: float = 0.3, slow_decay_pct: float = 1.5, target: float = 1e-2,
+                 shift: float = 0.0, persistent: bool = False):
         super().__init__()
+        self.shift = shift
         max_decay = math.log(target) / fast_decay_pct
         min_decay = math.log(target) / slow_decay_pct
-        self.register_buffer("deltas", torch.linspace(min_decay, max_decay, d_model)[None, None], persistent=False)
+        deltas = torch.linspace(min_decay, max_decay, d_model)[None, None]
+        self.register_buffer("deltas", deltas, persistent=persistent)
 
     def forward(self, t: Tensor, h: Tensor) -> Tensor:
-        return h * torch.exp(-t * self.deltas.abs())
+        decay = torch.exp(-t * self.deltas.abs())
+        return h * (decay + self.shift)
 
 
 class HyenaFilter(nn.Module):
     """Implicit filter for ``d_model`` channels: positional features -> MLP (``order`` wide,
     ``num_inner_mlps`` hidden layers, one shared ``Sin`` activation) -> exponential window.
-    ``bias`` is the per-channel skip term of the FFT convolution."""
+    ``bias`` is the per-channel skip term of the FFT convolution. ``shift`` and
+    ``persistent_buffers``: see :class:`ExponentialModulation` and :class:`PositionalFeatures`."""
 
-    def __init__(self, d_model: int, seq_len: int, emb_dim: int = 5, order: int = 64, num_inner_mlps: int = 2, w: float = 10.0):
+    def __init__(self, d_model: int, seq_len: int, emb_dim: int = 5, order: int = 64, num_inner_mlps: int = 2,
+                 w: float = 10.0, shift: float = 0.0, persistent_buffers: bool = False):
         super().__init__()
         self.d_model = d_model
         self.seq_len = seq_len
         self.bias = nn.Parameter(torch.randn(d_model))
-        self.pos_emb = PositionalFeatures(emb_dim, seq_len)
+        self.pos_emb = PositionalFeatures(emb_dim, seq_len, persistent_buffers)
         act = Sin(order, w)
         layers: list[nn.Module] = [nn.Linear(emb_dim, order), act]
         for _ in range(num_inner_mlps):
             layers += [nn.Linear(order, order), act]
         layers.append(nn.Linear(order, d_model, bias=False))
         self.implicit_filter = nn.Sequential(*layers)
-        self.modulation = ExponentialModulation(d_model)
+        self.modulation = ExponentialModulation(d_model, shift=shift, persistent=persistent_buffers)
 
     def filter(self, seqlen: int) -> Tensor:
         """The (seqlen, d_model) filter."""

@@ -59,6 +59,7 @@ class Wav2Vec2PretrainConfig(JobConfig):
     optim: OptimConfig = dataclasses.field(default_factory=_fairseq_optim)
     model: Wav2Vec2ModelConfig = dataclasses.field(default_factory=Wav2Vec2ModelConfig)
     data: SpeechDataConfig = dataclasses.field(default_factory=SpeechDataConfig)
+    init_checkpoint: str | None = None  # start from these weights (a checkpoint written by `bsd import`)
 
 
 CONFIGS = {TASK: Wav2Vec2PretrainConfig}
@@ -136,6 +137,9 @@ def run(cfg: Wav2Vec2PretrainConfig, run: RunDir) -> dict:
     train_loader, val_loader = loaders(cfg, data / cfg.data.train_manifest, data / cfg.data.valid_manifest)
     plan = StepPlan.of(cfg.trainer, len(train_loader))
     module = Wav2Vec2Module(cfg, plan.optimizer_steps)
+    if cfg.init_checkpoint:
+        load_weights(module.model, cfg.init_checkpoint)
+        print(f"weights from {cfg.init_checkpoint}")
     if module.swap_report is not None:
         print(module.swap_report.table())
         write_json(run.path / "norm_swaps.json", module.swap_report.to_dict())

@@ -59,6 +59,7 @@ class Wav2Vec2ModelConfig:
     layer_norm_features: bool | None = None  # encoder-level LayerNorm after the positional conv
     dropout: float | None = None
     attn_dropout: float | None = None
+    ffn_dropout: float | None = None  # inside the FFN, after its activation (fairseq's activation_dropout)
     feature_dropout: float | None = None  # fairseq's dropout_input / dropout_features
     layerdrop: float | None = None
     pos_conv_kernel_size: int | None = None
@@ -94,6 +95,7 @@ _FIELDS = {
     "layer_norm_features": ("enc", "layer_norm_features"),
     "dropout": ("enc", "dropout_p"),
     "attn_dropout": ("enc", "attn_dropout_p"),
+    "ffn_dropout": ("enc", "ffn_inner_dropout_p"),
     "feature_dropout": ("enc", "first_pass_dropout_p"),
     "layerdrop": ("enc", "layer_drop_p"),
     "pos_conv_kernel_size": ("enc", "pos_conv_kernel_size"),
@@ -157,6 +159,28 @@ def fairseq2_config(cfg: Wav2Vec2ModelConfig) -> Wav2Vec2Config:
             raise ValueError(f"model.extractor_mode must be group_norm or layer_norm, got {cfg.extractor_mode!r}")
         enc.feature_extractor_layer_norm_convs = cfg.extractor_mode == "layer_norm"
     return out
+
+
+def model_config_for(arch: Wav2Vec2Config, **fields) -> Wav2Vec2ModelConfig:
+    """Our config for a fairseq2 ``Wav2Vec2Config`` (an asset card's, or one rebuilt from a fairseq
+    checkpoint): ``base`` with every field set. Raises ValueError naming the fairseq2 settings our
+    config cannot express."""
+    enc = arch.encoder_config
+    values = {f: getattr(enc if where == "enc" else arch, attr) for f, (where, attr) in _FIELDS.items()}
+    cfg = Wav2Vec2ModelConfig(
+        arch="base", **{**values, "latent_temp": tuple(values["latent_temp"])},
+        norm_order="pre" if enc.norm_order == TransformerNormOrder.PRE else "post",
+        extractor_layers=[list(layer) for layer in enc.feature_extractor_layer_descs],
+        extractor_mode="layer_norm" if enc.feature_extractor_layer_norm_convs else "group_norm", **fields)
+    rebuilt = fairseq2_config(cfg)
+    differ = []
+    for prefix, ours, theirs in (("", rebuilt, arch), ("encoder_config.", rebuilt.encoder_config, enc)):
+        for f in dataclasses.fields(theirs):
+            if f.name != "encoder_config" and getattr(ours, f.name) != getattr(theirs, f.name):
+                differ.append(f"{prefix}{f.name}={getattr(ours, f.name)!r} (needed {getattr(theirs, f.name)!r})")
+    if differ:
+        raise ValueError(f"our wav2vec 2.0 config cannot express fairseq2's {', '.join(differ)}")
+    return cfg
 
 
 def build_wav2vec2(cfg: Wav2Vec2ModelConfig) -> tuple[Wav2Vec2Model, ConversionReport | None]:
