@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -31,6 +32,12 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def file_digest(path: str | Path, algo: str = "sha256") -> str:
+    """Hex digest of a file (the one file hasher: prepared folders, downloads, caches)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algo).hexdigest()
 
 
 def write_text(path: str | Path, text: str) -> None:

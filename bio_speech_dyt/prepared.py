@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -37,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from bio_speech_dyt.io import write_json, write_text
+from bio_speech_dyt.io import file_digest, write_json, write_text
 from bio_speech_dyt.locks import LOCK_NAME as LOCK  # flock'ed by the prepare running in the folder
 from bio_speech_dyt.locks import exclusive_lock
 
@@ -267,7 +266,7 @@ def publish(staged: Path, out: Path, stats: dict[str, Any]) -> dict[str, Any]:
     if claim is None or claim.kind is None:
         raise RuntimeError(f"publish({out}) outside preparing()")
     names = sorted(p.name for p in staged.iterdir() if not p.name.startswith("."))
-    files = {n: {"bytes": (staged / n).stat().st_size, "sha256": _sha256(staged / n)} for n in names}
+    files = {n: {"bytes": (staged / n).stat().st_size, "sha256": file_digest(staged / n)} for n in names}
     stats = plain({**stats, "kind": claim.kind, "arguments": claim.arguments, "files": files})
     write_json(staged / STATS, stats)
     (out / PUBLISHING).touch()
@@ -285,14 +284,6 @@ def publish(staged: Path, out: Path, stats: dict[str, Any]) -> dict[str, Any]:
 def plain(obj: Any) -> Any:
     """``obj`` as it reads back from JSON (paths as strings, tuples as lists, numpy scalars as numbers)."""
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -336,7 +327,7 @@ def verify_files(directory: Path, stats: dict[str, Any], *, checksums: bool = Fa
             problem = "is missing"
         elif path.stat().st_size != expected["bytes"]:
             problem = f"has {path.stat().st_size} bytes, {expected['bytes']} expected"
-        elif checksums and _sha256(path) != expected["sha256"]:
+        elif checksums and file_digest(path) != expected["sha256"]:
             problem = "does not match its recorded SHA-256"
         if problem:
             raise NotPreparedError(f"{path} {problem}: the prepared folder is corrupted; re-run its prepare command")

@@ -11,7 +11,7 @@ from genomics_helpers import random_dna
 
 from bio_speech_dyt.prepared import DataError
 from genomics.data import hg38
-from genomics.data.download import RemoteFile, download
+from bio_speech_dyt.download import RemoteFile, download
 from genomics.data.hg38 import open_genome, prepare_hg38
 
 

@@ -212,7 +212,7 @@ def test_download_resumes_verifies_and_extracts(tmp_path, http_server):
 
 def test_download_checksum_mismatch(tmp_path, http_server):
     _RangeHandler.payloads = {"/slr12/dev-clean.tar.gz": _tiny_archive(tmp_path)}
-    with pytest.raises(ValueError, match="checksum mismatch"):
+    with pytest.raises(ValueError, match="SHA256 mismatch"):
         download_librispeech(tmp_path / "dl", ["dev-clean"], base_url=http_server, checksums={"dev-clean": "0" * 64})
     assert not list((tmp_path / "dl").glob("*.tar.gz*"))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bio_speech_dyt.prepared import preparing, publish, read_stats, resolved, staging
 from genomics.data.bed import Intervals, read_bed, seeded_split, within_split_overlaps, write_bed
-from genomics.data.download import RemoteFile, download
+from bio_speech_dyt.download import RemoteFile, download
 from genomics.data.fasta import GENOME_FASTA, N_BIN, Genome, convert_fasta, index_fasta
 
 BED = "sequences.bed"

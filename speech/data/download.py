@@ -1,19 +1,14 @@
-"""OpenSLR LibriSpeech archives: resumable download, SHA-256 check, safe extraction.
-
-A partial download lives in ``NAME.part`` and continues with an HTTP ``Range`` request; the
-archive is renamed into place only after its checksum matches, and extraction is marked
-done per subset so a re-run neither downloads nor extracts again.
+"""OpenSLR LibriSpeech archives: download (the suite's resumable, retried, SHA-256-checked
+downloader, with a progress bar over the ~60 GB), safe extraction, marked done per subset so a
+re-run neither downloads nor extracts again.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
 import tarfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Mapping, Sequence
+
+from bio_speech_dyt.download import RemoteFile, download
 
 OPENSLR = "https://www.openslr.org/resources/12"
 #: the three training subsets of the 960 h set (fairseq's pretraining data)
@@ -28,44 +23,6 @@ SHA256 = {
     "train-clean-360": "146a56496217e96c14334a160df97fffedd6e0a04e66b9c5af0d40be3c792ecf",
     "train-other-500": "ddb22f27f96ec163645d53215559df6aa36515f26e01dd70798188350adcb6d2",
 }
-_CHUNK = 1 << 20
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def fetch(url: str, dest: Path, sha256: str, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``dest`` (resuming ``dest.part``) and verify its SHA-256."""
-    if dest.is_file() and sha256_of(dest) == sha256:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.is_file() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code != 416:  # 416: the part file already holds every byte
-            raise
-        response = None
-    if response is not None:
-        with response:
-            mode = "ab" if have and response.status == 206 else "wb"  # 200: the server ignored Range
-            with part.open(mode) as f:
-                shutil.copyfileobj(response, f, _CHUNK)
-    got = sha256_of(part)
-    if got != sha256:
-        part.unlink()
-        raise ValueError(f"{url}: checksum mismatch (sha256 {got}, expected {sha256}); the partial file was removed")
-    os.replace(part, dest)
-    return dest
-
-
 def extract(archive: Path, dest: Path) -> None:
     """Extract a tar(.gz) archive; members that would land outside ``dest`` are refused."""
     with tarfile.open(archive) as tar:
@@ -87,7 +44,8 @@ def download_librispeech(
         done = dest / f".{subset}.extracted"
         if done.is_file():
             continue
-        archive = fetch(f"{base_url.rstrip('/')}/{subset}.tar.gz", dest / f"{subset}.tar.gz", checksums[subset])
+        archive = download(RemoteFile(f"{base_url.rstrip('/')}/{subset}.tar.gz", f"{subset}.tar.gz",
+                                      sha256=checksums[subset]), dest)
         print(f"extracting {archive}")
         extract(archive, dest)
         done.touch()
