@@ -117,7 +117,7 @@ _FIELDS = {
 def tiny_arch() -> Wav2Vec2Config:
     """``base`` shrunk for CPUs: 4 × 256 encoder (4 heads, FFN 1024), a 7-layer 256-channel
     extractor with base's kernels and strides (20 ms frames), positional conv 32 / 16 groups,
-    final and quantized dims 128. ~4.4M parameters (the size DESIGN.md's CPU recipe was
+    final and quantized dims 128. ~4.4M parameters (the size the CPU recipe in docs/speech-cpu-recipe.md was
     measured with; the extractor's convolutions are most of a CPU step)."""
     cfg = fairseq2_arch("base")
     enc = cfg.encoder_config
