@@ -9,6 +9,7 @@ B4 L1024 d128 alone takes over a minute of CPU).
 from __future__ import annotations
 
 import platform
+import statistics
 import time
 from typing import Callable
 
@@ -19,6 +20,8 @@ from genomics.models.caduceus import Caduceus, CaduceusConfig
 from genomics.models.hyena import HyenaDNA, HyenaDNAConfig
 from genomics.models.selective_scan import selective_scan_chunked, selective_scan_ref
 from genomics.tokenizer import A_ID, T_ID
+
+REPEATS = 7  # interleaved native / DyT steps per model
 
 
 def _device() -> str:
@@ -37,8 +40,8 @@ def _train_step(model: torch.nn.Module, batch: torch.Tensor) -> Callable[[], Non
     return step
 
 
-def _interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds per call; one warm-up each, then the functions alternate."""
+def _interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each call, per repeat; one warm-up each, then the functions alternate."""
     for fn in fns.values():
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -47,20 +50,21 @@ def _interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, 
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
-    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return times
 
 
 def _model_rows(name: str, build: Callable[[str], torch.nn.Module], native: str, shape: tuple[int, int],
                 repeats: int) -> list[dict]:
     torch.manual_seed(0)
     batch = torch.randint(A_ID, T_ID + 1, shape)
-    secs = _interleaved({norm: _train_step(build(norm), batch) for norm in (native, "dyt")}, repeats)
+    times = _interleaved({norm: _train_step(build(norm), batch) for norm in (native, "dyt")}, repeats)
     tokens = shape[0] * shape[1]
     rows = []
-    for norm, s in secs.items():
+    for norm, ts in times.items():
+        s = statistics.median(ts)
         rows.append({"model": name, "norm": norm, "batch": shape[0], "seq_len": shape[1], "step_ms": s * 1e3,
-                     "throughput": tokens / s, "unit": "tokens/s", "device": _device()})
-    rows[1]["dyt_over_native"] = secs[native] / secs["dyt"]  # DyT throughput / native throughput
+                     "throughput": tokens / s, "unit": "tokens/s", "device": _device(),
+                     "step_ms_repeats": [t * 1e3 for t in ts]})
     return rows
 
 
@@ -77,7 +81,8 @@ def _scan_row(batch: int, seqlen: int, d_inner: int, d_state: int = 16, repeats:
     def fwd_bwd(fn) -> Callable[[], None]:
         return lambda: fn(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True).sum().backward()
 
-    secs = _interleaved({"chunked": fwd_bwd(selective_scan_chunked), "sequential": fwd_bwd(selective_scan_ref)}, repeats)
+    secs = {k: statistics.median(v) for k, v in
+            _interleaved({"chunked": fwd_bwd(selective_scan_chunked), "sequential": fwd_bwd(selective_scan_ref)}, repeats).items()}
     return {"model": "selective_scan", "norm": "-", "batch": batch, "seq_len": seqlen, "d_model": d_inner // 2,
             "chunked_s": secs["chunked"], "sequential_s": secs["sequential"],
             "speedup": secs["sequential"] / secs["chunked"], "device": _device()}
@@ -87,8 +92,8 @@ def run(full: bool = False) -> list[dict]:
     hyena_len = 1024 if full else 512
     hyena = lambda norm: HyenaDNA(HyenaDNAConfig(norm=norm, embed_dropout=0.0))  # noqa: E731  tiny-1k
     caduceus = lambda norm: Caduceus(CaduceusConfig(norm=norm))  # noqa: E731  Caduceus-Ph 1k: d118, 4 layers
-    rows = _model_rows("hyenadna-tiny-1k", hyena, "layernorm", (8, hyena_len), 9 if full else 7)
-    rows += _model_rows("caduceus-ph-1k", caduceus, "rmsnorm", (4, 1024) if full else (2, 256), 7)
+    rows = _model_rows("hyenadna-tiny-1k", hyena, "layernorm", (8, hyena_len), 9 if full else REPEATS)
+    rows += _model_rows("caduceus-ph-1k", caduceus, "rmsnorm", (4, 1024) if full else (2, 256), REPEATS)
     rows.append(_scan_row(4, 1024 if full else 256, 256))  # d_model 128 -> d_inner 256
     return rows
 

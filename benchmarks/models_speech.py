@@ -4,8 +4,8 @@ Both norms are built from the same seed and timed side by side, alternating, on 
 fixed batch (forward + backward + AdamW step, the quantizer run eagerly on CPU as in
 training). Default grid: the CPU tiny model on 8 × 2 s; ``--full`` adds ``base`` on 4 × 4 s
 (and on CUDA runs everything there). Rows: model, norm, step_ms (median), throughput in
-samples (utterances) per second, and ``dyt_over_native`` (DyT throughput / LayerNorm
-throughput) on DyT rows.
+samples (utterances) per second, and every step's time (``bsd bench models`` turns them into
+DyT / LayerNorm throughput ratios).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torch
 from speech.loss import forward_loss
 from speech.models.wav2vec2 import Wav2Vec2ModelConfig, build_wav2vec2
 
-# (arch, batch, seconds of audio, timed steps)
-GRID = [("tiny", 8, 2.0, 4)]
+# (arch, batch, seconds of audio, timed steps: interleaved native / DyT)
+GRID = [("tiny", 8, 2.0, 7)]
 FULL = [("base", 4, 4.0, 4)]
 
 
@@ -54,8 +54,8 @@ def _bench(arch: str, batch: int, seconds: float, steps: int, device: torch.devi
     for norm, ts in times.items():
         ms = statistics.median(ts) * 1e3
         rows.append({"model": f"wav2vec2_{arch} ({batch}x{seconds:g}s, {device.type})", "norm": norm,
-                     "step_ms": ms, "throughput": batch / (ms / 1e3), "unit": "samples/s"})
-    rows[1]["dyt_over_native"] = rows[1]["throughput"] / rows[0]["throughput"]
+                     "step_ms": ms, "throughput": batch / (ms / 1e3), "unit": "samples/s",
+                     "step_ms_repeats": [t * 1e3 for t in ts]})
     return rows
 
 

@@ -209,29 +209,33 @@ def _call(fn, *args) -> None:
         raise RuntimeError(f"DyT C++ kernel: {library().bsd_dyt_last_error().decode()}")
 
 
-def forward(x: Tensor, alpha: Tensor, weight: Tensor | None, bias: Tensor | None, channels_last: bool) -> Tensor:
-    """``weight * tanh(alpha * x) + bias`` for a contiguous CPU ``x``, in ``x.dtype``."""
+def forward(x: Tensor, alpha: Tensor, weight: Tensor | None, bias: Tensor | None, channels_last: bool,
+            out: Tensor | None = None) -> Tensor:
+    """``weight * tanh(alpha * x) + bias`` for a contiguous CPU ``x``, in ``x.dtype`` (into ``out`` if given:
+    the benchmark times the kernel without the allocation)."""
     lib, code = library(), _check(x)
-    y = torch.empty_like(x)
+    y = torch.empty_like(x) if out is None else out
     w, b = _fp32(weight), _fp32(bias)
-    _call(lib.bsd_dyt_forward, code, x.data_ptr(), y.data_ptr(), *layout_of(x, channels_last), float(alpha),
-          _pointer(w), _pointer(b))
+    _call(lib.bsd_dyt_forward, code, x.data_ptr(), y.data_ptr(), *layout_of(x, channels_last),
+          float(alpha.detach()), _pointer(w), _pointer(b))
     return y
 
 
 def backward(
-    dy: Tensor, x: Tensor, alpha: Tensor, weight: Tensor | None, bias: Tensor | None, channels_last: bool
+    dy: Tensor, x: Tensor, alpha: Tensor, weight: Tensor | None, bias: Tensor | None, channels_last: bool,
+    dx_out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """``(dx, dalpha, dweight, dbias)`` for contiguous ``dy`` / ``x``; grads in the parameters' dtypes."""
+    """``(dx, dalpha, dweight, dbias)`` for contiguous ``dy`` / ``x`` (``dx`` into ``dx_out`` if given);
+    grads in the parameters' dtypes."""
     lib, code = library(), _check(x)
     if dy.dtype != x.dtype:
         dy = dy.to(x.dtype)
     layout = layout_of(x, channels_last)
-    dx = torch.empty_like(x)
+    dx = torch.empty_like(x) if dx_out is None else dx_out
     grads = torch.empty(1 + 2 * layout.channels, dtype=torch.float64)  # [dalpha, dweight, dbias], summed in double
     w = _fp32(weight)
-    _call(lib.bsd_dyt_backward, code, dy.data_ptr(), x.data_ptr(), dx.data_ptr(), *layout, float(alpha), _pointer(w),
-          grads.data_ptr())
+    _call(lib.bsd_dyt_backward, code, dy.data_ptr(), x.data_ptr(), dx.data_ptr(), *layout, float(alpha.detach()),
+          _pointer(w), grads.data_ptr())
     c = layout.channels
     dalpha = grads[:1].reshape(alpha.shape).to(alpha.dtype)
     dweight = grads[1 : 1 + c].to(weight.dtype) if weight is not None else None
