@@ -71,7 +71,7 @@ Precision = Literal[64, 32, 16, "64", "32", "16", "bf16", "64-true", "32-true", 
 
 @dataclasses.dataclass
 class OptimConfig:
-    lr: Annotated[float, Positive] = 1e-3
+    lr: Annotated[float, NonNegative] = 1e-3  # 0 is allowed (a run that must not move the weights)
     weight_decay: Annotated[float, NonNegative] = 0.1
     betas: tuple[Annotated[float, Fraction], Annotated[float, Fraction]] = (0.9, 0.999)
     eps: Annotated[float, Positive] = 1e-8

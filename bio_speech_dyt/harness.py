@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -155,6 +156,8 @@ class RunContext:
         directory and has checked it."""
         self.task, self.cfg, self.out, self.resume, self.primary = task, cfg, Path(out), resume, primary
         self._lock = None
+        self._created_dir = False
+        self._before: set[str] | None = None  # entries of a fresh run's folder before it started
 
     def __enter__(self) -> RunDir | None:
         out = self.out
@@ -166,6 +169,7 @@ class RunContext:
             return RunDir(out, self.task, self.resume)
         if out.exists() and not out.is_dir():
             raise RunStateError(f"--out {out} is a file, not a run directory; choose another --out")
+        self._created_dir = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         try:
             self._lock = exclusive_lock(out, f"{out}: this run directory is in use by another bsd process (pid {{pid}}); "
@@ -175,20 +179,40 @@ class RunContext:
             raise RunStateError(str(e)) from None
         try:
             run = self._check()
+            if run is not None and not (out / CONFIG).is_file():
+                self._before = {p.name for p in out.iterdir()}
             if run is not None:
                 write_text(out / CONFIG, yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
                 import lightning as L
 
                 L.seed_everything(self.cfg.seed, workers=True, verbose=False)  # once, before the model is built
             return run
-        except BaseException:
-            self.__exit__(None, None, None)
+        except BaseException as e:
+            self.__exit__(type(e), e, None)
             raise
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self._before is not None and not (self.out / CHECKPOINTS / LAST).is_file():
+            self._undo_fresh_run()
         if self._lock is not None:
-            self._lock.__exit__(*exc)
+            self._lock.__exit__(exc_type, exc, tb)
             self._lock = None
+
+    def _undo_fresh_run(self) -> None:
+        """A new run that failed before its first checkpoint leaves nothing behind (the folder is as
+        it was, so the same command can be run again once the cause is fixed)."""
+        import shutil
+
+        from bio_speech_dyt.locks import LOCK_NAME
+
+        for p in self.out.iterdir():
+            if p.name not in self._before and p.name != LOCK_NAME:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        if self._created_dir:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
+            with contextlib.suppress(OSError):
+                self.out.rmdir()
 
     def _check(self) -> RunDir | None:
         out, new = self.out, to_dict(self.cfg)

@@ -36,7 +36,7 @@ def _acquire(path: Path, busy: str) -> int:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise type(e)(e.errno, f"cannot write in folder {path.parent}: {e.strerror}") from None
+            raise type(e)(e.errno, f"cannot write in --out folder {path.parent}: {e.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,8 +11,8 @@ metric against the step, mean over seeds).
 
 Cells live in ``OUT/<stage>/<variant>/<norm>/seed<S>``. A cell whose directory holds ``metrics.json``
 is done and skipped; a pretraining cell that stopped part-way continues from its last checkpoint
-(``--resume``); an evaluation cell starts over. ``study.log`` in each cell keeps its output and
-``study_cell.json`` its command, attempts and accumulated wall time. Paths in the YAML are relative to
+(``--resume``); an evaluation cell starts over. ``.study.log`` in each cell keeps its output and
+``.study_cell.json`` its command, attempts and accumulated wall time. Paths in the YAML are relative to
 the working directory, as for ``bsd pretrain``. Example studies: ``configs/studies/``.
 """
 from __future__ import annotations
@@ -234,10 +234,10 @@ def _env(threads: int) -> dict[str, str]:
 
 def _run_cell(cell: Cell, threads: int) -> int:
     cell.run_dir.mkdir(parents=True, exist_ok=True)
-    record_path = cell.run_dir / "study_cell.json"
+    record_path = cell.run_dir / ".study_cell.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {"wall_s": 0.0, "attempts": 0}
     start = time.perf_counter()
-    with open(cell.run_dir / "study.log", "a") as log:
+    with open(cell.run_dir / ".study.log", "a") as log:
         log.write(f"$ {shlex.join(_command(cell.args))}\n")
         log.flush()
         rc = subprocess.run(_command(cell.args), stdout=log, stderr=subprocess.STDOUT, env=_env(threads)).returncode
@@ -261,7 +261,7 @@ def run_cells(cells: list[Cell], jobs: int, threads: int) -> list[Cell]:
     def one(item: tuple[int, Cell]) -> None:
         i, cell = item
         rc = _run_cell(cell, threads)
-        status = "done" if rc == 0 and cell.done else f"FAILED (exit {rc}; see {cell.run_dir / 'study.log'})"
+        status = "done" if rc == 0 and cell.done else f"FAILED (exit {rc}; see {cell.run_dir / '.study.log'})"
         print(f"study: [{i}/{len(todo)}] {cell.stage} {cell.variant} {cell.norm} seed {cell.seed}: {status}", flush=True)
         if status != "done":
             failed.append(cell)
@@ -299,7 +299,7 @@ def summarise(cells: list[Cell], spec: StageSpec) -> dict:
     rows, references = [], {}
     for (variant, norm), members in groups.items():
         metrics = [_read_json(c.run_dir / "metrics.json") for c in members]
-        walls = [_read_json(c.run_dir / "study_cell.json").get("wall_s") for c in members if c.done]
+        walls = [_read_json(c.run_dir / ".study_cell.json").get("wall_s") for c in members if c.done]
         values = {c.seed: _number(m.get(spec.metric)) for c, m in zip(members, metrics) if m}
         mean, std = _mean_std([v for v in values.values() if v is not None])
         steps = [s for s in (_number(m.get("steps")) for m in metrics) if s is not None]

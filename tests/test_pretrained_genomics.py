@@ -241,6 +241,7 @@ def test_fit_recovers_an_exact_dyt():
 
 
 def _tiny_gb_task(out: Path, max_length: int = 40) -> Path:
+    from bio_speech_dyt.prepared import preparing
     from genomics.data.gb import TaskSplit, write_task
     from genomics.data.gb_sources import Example
 
@@ -249,12 +250,13 @@ def _tiny_gb_task(out: Path, max_length: int = 40) -> Path:
     for split, n in (("train", 40), ("test", 16)):
         seqs = ["".join(rng.choice(list("ACGT"), max_length - int(rng.integers(0, 5)))) for _ in range(n)]
         splits[split] = TaskSplit([Example(f"{split}{i}", s, "", split) for i, s in enumerate(seqs)], np.arange(n) % 2)
-    write_task(out, "tiny_task", splits, ["a", "b"], max_length=max_length)
+    with preparing(out, "genomic-benchmarks", {"generator": "test"}):
+        write_task(out, "tiny_task", splits, ["a", "b"], max_length=max_length)
     return out
 
 
 def test_fit_on_a_gb_folder_and_genomic_benchmarks_accepts_the_converted_checkpoint(tmp_path):
-    from genomics.jobs.gb_eval import evaluate_gb
+    from genomics.tasks import evaluate_gb
 
     _write("hyenadna-hf", tmp_path / "src", tiny=True)
     task = _tiny_gb_task(tmp_path / "gb")

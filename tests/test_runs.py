@@ -99,7 +99,7 @@ def test_finished_run_resumed_is_a_no_op_and_changed_config_is_refused(toy_env, 
 
 
 @pytest.mark.parametrize("setting, needle", [
-    ("trainer.max_steps=0", "max_steps"), ("batch_size=0", "batch_size"), ("optim.lr=-1", "optim.lr"),
+    ("trainer.max_steps=0", "max_steps"), ("batch_size=0", "batch_size"), ("optim.lr=-1", "optim.lr"), ("optim.eps=0", "optim.eps"),
     ("optim.lr=nan", "optim.lr"), ("trainer.devices=0", "trainer.devices"), ("trainer.strategy=dpp", "trainer.strategy"),
     ("trainer.precision=bf17", "trainer.precision"), ("optim.scheduler=cos", "optim.scheduler"),
 ])

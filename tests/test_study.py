@@ -86,7 +86,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     ln, dyt = (out / "pretrain" / "plain" / n / "seed0" for n in ("layernorm", "dyt"))
     gb = out / "evaluate" / "plain" / "dyt" / "pt0" / "seed1"
     for d in (ln, dyt, gb):
-        assert (d / "metrics.json").is_file() and json.loads((d / "study_cell.json").read_text())["attempts"] == 1
+        assert (d / "metrics.json").is_file() and json.loads((d / ".study_cell.json").read_text())["attempts"] == 1
     assert json.loads((gb / "metrics.json").read_text())["checkpoint"] == str(dyt / "checkpoints" / "last.ckpt")
     summary = json.loads((out / "study.json").read_text())
     rows = {r["norm"]: r for r in summary["stages"]["pretrain"]["rows"]}
@@ -106,6 +106,6 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert main([str(tmp_path / "study.yaml"), "--out", str(out)]) == 0
     assert json.loads((dyt / "metrics.json").read_text())["steps"] == 4
     assert [int(r["step"]) for r in _rows(dyt / "metrics.csv") if r.get("train_loss")] == [1, 2, 3, 4]
-    assert json.loads((dyt / "study_cell.json").read_text())["attempts"] == 2
-    assert json.loads((ln / "study_cell.json").read_text())["attempts"] == 1
-    assert "resum" in (dyt / "study.log").read_text().lower() or "step 2" in (dyt / "study.log").read_text()
+    assert json.loads((dyt / ".study_cell.json").read_text())["attempts"] == 2
+    assert json.loads((ln / ".study_cell.json").read_text())["attempts"] == 1
+    assert "resum" in (dyt / ".study.log").read_text().lower() or "step 2" in (dyt / ".study.log").read_text()
