@@ -2,7 +2,12 @@
 
 Models take a norm kind and ``alpha_init`` at construction (DESIGN: factories, not patches).
 ``alpha_init`` is a float, or a per-role mapping as the paper's LLaMA recipe uses:
-``{"attention": a, "other": b, "final": c}`` (missing roles fall back to ``default`` or 0.5).
+``{"attention": a, "other": b, "final": c}`` (missing roles fall back to ``default`` or 0.5; the
+paper's Table 10 gives "other" to the FFN norms and the final norm alike, so set both). Roles:
+``attention`` is the norm in front of a sequence mixer (attention; HyenaDNA's Hyena operator;
+Caduceus' BiMamba), ``other`` the one in front of an MLP/FFN (and wav2vec 2.0's frontend norms),
+``final`` the last norm before the output head. wav2vec 2.0 takes the same mapping through
+:func:`bio_speech_dyt.convert.convert_norms`.
 """
 from __future__ import annotations
 
