@@ -317,11 +317,12 @@ def summarise(cells: list[Cell], spec: StageSpec, best_within: Sequence[str] = (
                      "done": len(values),
                      "mean": mean, "std": std, "per_seed": values, "steps": max(steps) if steps else None,
                      "wall_s": _mean_std([w for w in walls if w is not None])[0]})
-    for row in rows:
-        base = next((r for r in rows if r["variant"] == row["variant"] and r["norm"] != "dyt"), None)
-        if row["norm"] == "dyt" and base is not None and base["mean"] and row["mean"] is not None:
-            row["vs_baseline"] = {"norm": base["norm"], "difference": row["mean"] - base["mean"],
-                                  "ratio": row["mean"] / base["mean"]}
+    baselines = [r for r in rows if r["norm"] != "dyt" and r["mean"]]
+    for row in rows:  # the same variant's baseline, else the first variant's (DyT-only variants)
+        base = next((r for r in baselines if r["variant"] == row["variant"]), baselines[0] if baselines else None)
+        if row["norm"] == "dyt" and base is not None and row["mean"] is not None:
+            row["vs_baseline"] = {"norm": base["norm"], "variant": base["variant"],
+                                  "difference": row["mean"] - base["mean"], "ratio": row["mean"] / base["mean"]}
     contests: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["mean"] is not None:
@@ -337,7 +338,8 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def summary_markdown(name: str, stages: dict[str, dict]) -> str:
     lines = [f"# Study `{name}`", "", "Mean ± std over seeds (sample std); **bold**: each norm's best variant. "
-             "vs baseline: DyT − and DyT / the non-DyT norm of the same variant.", ""]
+             "vs baseline: DyT − and DyT / the non-DyT norm of the same variant (of the first variant where the "
+             "variant has none, named in brackets).", ""]
     for stage, s in stages.items():
         better = "lower" if s["goal"] == "min" else "higher"
         lines += [f"## {stage}: `{s['metric']}` ({better} is better)", ""]
@@ -346,12 +348,14 @@ def summary_markdown(name: str, stages: dict[str, dict]) -> str:
         lines += ["| variant | norm | seeds done | mean ± std | per seed | vs baseline | steps | wall (min) |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in s["rows"]:
-            value = f"{_fmt(r['mean'])} ± {_fmt(r['std'])}" if r["mean"] is not None else "—"
+            value = "—" if r["mean"] is None else _fmt(r["mean"]) + (f" ± {_fmt(r['std'])}" if r["done"] > 1 else "")
             if r.get("best"):
                 value = f"**{value}**"
             per = " / ".join(_fmt(v) for v in r["per_seed"].values())
             vs = r.get("vs_baseline")
             vs_text = f"{vs['difference']:+.4f} ({vs['ratio']:.3f}×)" if vs else ""
+            if vs and vs["variant"] != r["variant"]:
+                vs_text += f" [{vs['variant']}]"
             wall = _fmt(r["wall_s"] / 60, 1) if r["wall_s"] is not None else "—"
             steps = str(int(r["steps"])) if r["steps"] is not None else "—"
             lines.append(f"| {r['variant']} | {r['norm']} | {r['done']}/{len(r['seeds'])} | {value} | {per} | "
