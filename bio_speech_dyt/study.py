@@ -41,6 +41,7 @@ __all__ = ["StudyConfig", "Cell", "plan", "run_study", "summarise", "main"]
 
 STAGE_KINDS = ("pretrain", "genomic-benchmarks")
 EVAL_KINDS = ("genomic-benchmarks", "speech")
+ANALYZE = ("last", "all", "none")
 
 
 @dataclasses.dataclass
@@ -91,7 +92,9 @@ class StudyConfig:
     best_within: list[str] = dataclasses.field(default_factory=list)  # grid axes held fixed when picking the best
     threads: int = 1  # OMP_NUM_THREADS of every cell
     report: bool = True  # hand the run directories to bsd report
-    analyze: bool = True  # ... with --analyze on each pretraining (variant, norm)'s first-seed last checkpoint
+    # ... with --analyze on each pretraining (variant, norm)'s first seed: its last checkpoint, all its
+    # periodic ones (the norm inputs' scale and DyT's saturated share over training), or none
+    analyze: str = "last"  # last | all | none
 
 
 @dataclasses.dataclass
@@ -164,6 +167,8 @@ def plan(study: StudyConfig, out: Path) -> tuple[list[Cell], list[Cell]]:
     """The main stage's cells and the evaluation stage's (empty without ``evaluate``)."""
     stage = study.stage
     _check_stage(stage, STAGE_KINDS, "stage")
+    if study.analyze not in ANALYZE:
+        raise ConfigError(f"analyze must be one of {ANALYZE}, got {study.analyze!r}")
     unknown_axes = [a for a in study.best_within if a not in study.grid]
     if unknown_axes:
         raise ConfigError(f"best_within: {unknown_axes} are not grid axes ({sorted(study.grid)})")
@@ -449,15 +454,14 @@ def _report(study: StudyConfig, cells: list[Cell], out: Path, threads: int) -> i
     if not runs:
         return 0
     args = ["report", *runs, "--out", str(out / "report")]
-    if study.analyze and study.stage.kind == "pretrain":
+    if study.analyze != "none" and study.stage.kind == "pretrain":
         firsts: dict[tuple[str, str], Cell] = {}
         for c in cells:
             if c.stage == "pretrain" and c.done and (c.variant, c.norm) not in firsts:
                 firsts[(c.variant, c.norm)] = c
+        pattern = "last.ckpt" if study.analyze == "last" else "step*.ckpt"
         for c in firsts.values():
-            ckpt = c.run_dir / "checkpoints" / "last.ckpt"
-            if ckpt.is_file():
-                args += ["--analyze", str(ckpt)]
+            args += [a for ckpt in sorted((c.run_dir / "checkpoints").glob(pattern)) for a in ("--analyze", str(ckpt))]
     with open(out / "report.log", "w") as log:
         rc = subprocess.run(_command(args), stdout=log, stderr=subprocess.STDOUT, env=_env(threads)).returncode
     if rc:

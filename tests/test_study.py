@@ -69,6 +69,8 @@ def test_plan_errors_name_the_key(tmp_path):
     bad_norm = {"stage": {"configs": {"layernorm": "a.yaml"}}, "variants": {"x": {"norms": ["dyt"]}}}
     with pytest.raises(ConfigError, match=r"variants.x.norms: \['dyt'\]"):
         plan(_study(tmp_path, bad_norm), tmp_path)
+    with pytest.raises(ConfigError, match="analyze must be one of"):
+        plan(_study(tmp_path, {"stage": {"configs": {"dyt": "a"}}, "analyze": "yes"}), tmp_path)
     with pytest.raises(ConfigError, match="stage.kind"):
         plan(_study(tmp_path, {"stage": {"kind": "train", "configs": {"dyt": "a"}}}), tmp_path)
     with pytest.raises(ConfigError, match="evaluate.variants"):
@@ -90,7 +92,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
         "name": "tiny",
         "seeds": [0],
         "threads": 1,
-        "analyze": False,  # the analysis has its own tests; bsd report still gets every run directory
+        "analyze": "none",  # the analysis has its own tests; bsd report still gets every run directory
         "stage": {"kind": "pretrain", "metric": "valid_loss", "references": ["baseline_kmer_loss"],
                   "configs": {"layernorm": str(CPU / "hyenadna_tiny_pretrain_layernorm.yaml"),
                               "dyt": str(CPU / "hyenadna_tiny_pretrain_dyt.yaml")},
