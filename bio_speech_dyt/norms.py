@@ -4,10 +4,15 @@ Models take a norm kind and ``alpha_init`` at construction (factories, not patch
 alpha0 is set one way in every model of both domains:
 
 - ``alpha_init``: a float, or a per-role mapping as the paper's LLaMA recipe uses:
-  ``{"attention": a, "other": b, "final": c}`` (missing roles fall back to ``default`` or 0.5);
+  ``{"attention": a, "other": b, "final": c}`` (missing roles fall back to ``default`` or 0.5; the
+  paper's Table 10 gives "other" to the FFN norms and the final norm alike, so set both). Roles:
+  ``attention`` is the norm in front of a sequence mixer (attention; HyenaDNA's Hyena operator;
+  Caduceus' BiMamba), ``other`` the one in front of an MLP/FFN (and wav2vec 2.0's frontend norms),
+  ``final`` the last norm before the output head;
 - ``alpha_overrides``: ``{module-path pattern: alpha0}`` (fnmatch, first match wins) over the
   role's value, e.g. ``{"layers.1.norm2": 1.0}`` — applied by :func:`alpha_for` (when
-  converting) or :func:`apply_alpha_overrides` (after a model built its DyT layers).
+  converting, e.g. wav2vec 2.0 through :func:`bio_speech_dyt.convert.convert_norms`) or
+  :func:`apply_alpha_overrides` (after a model built its DyT layers).
 """
 from __future__ import annotations
 

@@ -41,6 +41,7 @@ __all__ = ["StudyConfig", "Cell", "plan", "run_study", "summarise", "main"]
 
 STAGE_KINDS = ("pretrain", "genomic-benchmarks")
 EVAL_KINDS = ("genomic-benchmarks", "speech")
+ANALYZE = ("last", "all", "none")
 
 
 @dataclasses.dataclass
@@ -88,9 +89,12 @@ class StudyConfig:
     variants: dict[str, Variant] = dataclasses.field(default_factory=lambda: {"plain": []})
     grid: dict[str, dict[str, Variant]] = dataclasses.field(default_factory=dict)  # axis -> value -> cells
     evaluate: EvalSpec | None = None
+    best_within: list[str] = dataclasses.field(default_factory=list)  # grid axes held fixed when picking the best
     threads: int = 1  # OMP_NUM_THREADS of every cell
     report: bool = True  # hand the run directories to bsd report
-    analyze: bool = True  # ... with --analyze on each pretraining (variant, norm)'s first-seed last checkpoint
+    # ... with --analyze on each pretraining (variant, norm)'s first seed: its last checkpoint, all its
+    # periodic ones (the norm inputs' scale and DyT's saturated share over training), or none
+    analyze: str = "last"  # last | all | none
 
 
 @dataclasses.dataclass
@@ -102,6 +106,7 @@ class Cell:
     run_dir: Path
     args: list[str]  # after ``python -m bio_speech_dyt``
     checkpoint: Path | None = None  # what an evaluation cell consumes
+    axes: dict[str, str] = dataclasses.field(default_factory=dict)  # grid axis -> label
 
     @property
     def done(self) -> bool:
@@ -123,12 +128,13 @@ def _merge(parts: Sequence[Cells]) -> Cells:
     return out
 
 
-def variants(study: StudyConfig) -> dict[str, Cells]:
-    """Grid axes × variants, named by their labels joined with ``+``."""
+def variants(study: StudyConfig) -> dict[str, tuple[Cells, dict[str, str]]]:
+    """Grid axes × variants, named by their labels joined with ``+``; with each, its grid labels."""
     axes = [list(values.items()) for values in study.grid.values()] + [list(study.variants.items())]
     out = {}
     for combo in itertools.product(*axes):
-        out["+".join(label for label, _ in combo)] = _merge([_cells(spec) for _, spec in combo])
+        labels = dict(zip(study.grid, (label for label, _ in combo)))
+        out["+".join(label for label, _ in combo)] = (_merge([_cells(spec) for _, spec in combo]), labels)
     return out
 
 
@@ -161,8 +167,13 @@ def plan(study: StudyConfig, out: Path) -> tuple[list[Cell], list[Cell]]:
     """The main stage's cells and the evaluation stage's (empty without ``evaluate``)."""
     stage = study.stage
     _check_stage(stage, STAGE_KINDS, "stage")
+    if study.analyze not in ANALYZE:
+        raise ConfigError(f"analyze must be one of {ANALYZE}, got {study.analyze!r}")
+    unknown_axes = [a for a in study.best_within if a not in study.grid]
+    if unknown_axes:
+        raise ConfigError(f"best_within: {unknown_axes} are not grid axes ({sorted(study.grid)})")
     main: list[Cell] = []
-    for name, spec in variants(study).items():
+    for name, (spec, labels) in variants(study).items():
         norms = spec.norms if spec.norms is not None else list(stage.configs)
         unknown = [n for n in norms if n not in stage.configs]
         if unknown:
@@ -176,7 +187,7 @@ def plan(study: StudyConfig, out: Path) -> tuple[list[Cell], list[Cell]]:
             else:
                 args = _gb_args(stage.configs[norm], spec.data or stage.data, seed, overrides, run_dir,
                                 stage.checkpoints.get(norm), f"variants.{name}")
-            main.append(Cell(stage.kind, name, norm, seed, run_dir, args))
+            main.append(Cell(stage.kind, name, norm, seed, run_dir, args, axes=labels))
     return main, _plan_evaluation(study, main, out)
 
 
@@ -290,9 +301,10 @@ def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def summarise(cells: list[Cell], spec: StageSpec) -> dict:
+def summarise(cells: list[Cell], spec: StageSpec, best_within: Sequence[str] = ()) -> dict:
     """Rows per (variant, norm): the metric's mean ± std over seeds, per seed, steps and wall time;
-    each non-DyT norm is the baseline of the DyT row of the same variant."""
+    each non-DyT norm is the baseline of the DyT row of the same variant; ``best`` marks each norm's
+    best variant among those sharing the ``best_within`` grid labels."""
     groups: dict[tuple[str, str], list[Cell]] = {}
     for c in cells:
         groups.setdefault((c.variant, c.norm), []).append(c)
@@ -306,19 +318,22 @@ def summarise(cells: list[Cell], spec: StageSpec) -> dict:
         for key in spec.references:
             found = next((_number(m.get(key)) for m in metrics if _number(m.get(key)) is not None), None)
             references.setdefault(key, found)
-        rows.append({"variant": variant, "norm": norm, "seeds": [c.seed for c in members], "done": len(values),
+        rows.append({"variant": variant, "norm": norm, "axes": members[0].axes, "seeds": [c.seed for c in members],
+                     "done": len(values),
                      "mean": mean, "std": std, "per_seed": values, "steps": max(steps) if steps else None,
                      "wall_s": _mean_std([w for w in walls if w is not None])[0]})
-    for row in rows:
-        base = next((r for r in rows if r["variant"] == row["variant"] and r["norm"] != "dyt"), None)
-        if row["norm"] == "dyt" and base is not None and base["mean"] and row["mean"] is not None:
-            row["vs_baseline"] = {"norm": base["norm"], "difference": row["mean"] - base["mean"],
-                                  "ratio": row["mean"] / base["mean"]}
-    for norm in {r["norm"] for r in rows}:
-        scored = [r for r in rows if r["norm"] == norm and r["mean"] is not None]
-        if scored:
-            pick = min if spec.goal == "min" else max
-            pick(scored, key=lambda r: r["mean"])["best"] = True
+    baselines = [r for r in rows if r["norm"] != "dyt" and r["mean"]]
+    for row in rows:  # the same variant's baseline, else the first variant's (DyT-only variants)
+        base = next((r for r in baselines if r["variant"] == row["variant"]), baselines[0] if baselines else None)
+        if row["norm"] == "dyt" and base is not None and row["mean"] is not None:
+            row["vs_baseline"] = {"norm": base["norm"], "variant": base["variant"],
+                                  "difference": row["mean"] - base["mean"], "ratio": row["mean"] / base["mean"]}
+    contests: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["mean"] is not None:
+            contests.setdefault((r["norm"], *(r["axes"].get(a) for a in best_within)), []).append(r)
+    for scored in contests.values():
+        (min if spec.goal == "min" else max)(scored, key=lambda r: r["mean"])["best"] = True
     return {"kind": spec.kind, "metric": spec.metric, "goal": spec.goal, "references": references, "rows": rows}
 
 
@@ -328,7 +343,8 @@ def _fmt(value: float | None, digits: int = 4) -> str:
 
 def summary_markdown(name: str, stages: dict[str, dict]) -> str:
     lines = [f"# Study `{name}`", "", "Mean ± std over seeds (sample std); **bold**: each norm's best variant. "
-             "vs baseline: DyT − and DyT / the non-DyT norm of the same variant.", ""]
+             "vs baseline: DyT − and DyT / the non-DyT norm of the same variant (of the first variant where the "
+             "variant has none, named in brackets).", ""]
     for stage, s in stages.items():
         better = "lower" if s["goal"] == "min" else "higher"
         lines += [f"## {stage}: `{s['metric']}` ({better} is better)", ""]
@@ -337,12 +353,14 @@ def summary_markdown(name: str, stages: dict[str, dict]) -> str:
         lines += ["| variant | norm | seeds done | mean ± std | per seed | vs baseline | steps | wall (min) |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in s["rows"]:
-            value = f"{_fmt(r['mean'])} ± {_fmt(r['std'])}" if r["mean"] is not None else "—"
+            value = "—" if r["mean"] is None else _fmt(r["mean"]) + (f" ± {_fmt(r['std'])}" if r["done"] > 1 else "")
             if r.get("best"):
                 value = f"**{value}**"
             per = " / ".join(_fmt(v) for v in r["per_seed"].values())
             vs = r.get("vs_baseline")
             vs_text = f"{vs['difference']:+.4f} ({vs['ratio']:.3f}×)" if vs else ""
+            if vs and vs["variant"] != r["variant"]:
+                vs_text += f" [{vs['variant']}]"
             wall = _fmt(r["wall_s"] / 60, 1) if r["wall_s"] is not None else "—"
             steps = str(int(r["steps"])) if r["steps"] is not None else "—"
             lines.append(f"| {r['variant']} | {r['norm']} | {r['done']}/{len(r['seeds'])} | {value} | {per} | "
@@ -415,7 +433,7 @@ def run_study(study: StudyConfig, out: Path, jobs: int = 1, threads: int | None 
     summary: dict = {"name": study.name, "stages": {}, "plots": [],
                      "failed": [str(c.run_dir) for c in failed]}
     for name, (cells, spec) in stages.items():
-        summary["stages"][name] = s = summarise(cells, spec)
+        summary["stages"][name] = s = summarise(cells, spec, study.best_within if name != "evaluate" else ())
         plot = plot_curves(cells, spec, s, out / f"study_{name}_curves.png")
         if plot is not None:
             summary["plots"].append(plot.name)
@@ -436,15 +454,14 @@ def _report(study: StudyConfig, cells: list[Cell], out: Path, threads: int) -> i
     if not runs:
         return 0
     args = ["report", *runs, "--out", str(out / "report")]
-    if study.analyze and study.stage.kind == "pretrain":
+    if study.analyze != "none" and study.stage.kind == "pretrain":
         firsts: dict[tuple[str, str], Cell] = {}
         for c in cells:
             if c.stage == "pretrain" and c.done and (c.variant, c.norm) not in firsts:
                 firsts[(c.variant, c.norm)] = c
+        pattern = "last.ckpt" if study.analyze == "last" else "step*.ckpt"
         for c in firsts.values():
-            ckpt = c.run_dir / "checkpoints" / "last.ckpt"
-            if ckpt.is_file():
-                args += ["--analyze", str(ckpt)]
+            args += [a for ckpt in sorted((c.run_dir / "checkpoints").glob(pattern)) for a in ("--analyze", str(ckpt))]
     with open(out / "report.log", "w") as log:
         rc = subprocess.run(_command(args), stdout=log, stderr=subprocess.STDOUT, env=_env(threads)).returncode
     if rc:

@@ -113,6 +113,7 @@ def test_analyze_dyt_model(tmp_path: Path) -> None:
         assert row["alpha"] == pytest.approx(float(m.alpha.detach()))
         expected = float((m.alpha.detach() * inputs[row["path"]]).abs().gt(2).float().mean())
         assert row["saturated_share"] == pytest.approx(expected)
+        assert row["input_std"] == pytest.approx(float(inputs[row["path"]].double().std(unbiased=False)), rel=1e-6)
         assert row["weight_min"] == row["weight_max"] == 1.0
     assert result["dyt_layers"][1]["saturated_share"] > 0.05
     assert result["plots"] == ["tiny-DyT-dyt.png"]
@@ -137,3 +138,19 @@ def test_report_analyze_section(tmp_path: Path, monkeypatch) -> None:
     assert f"]({plot})" in md and is_real_png(tmp_path / "out" / plot)
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         make_report([], tmp_path / "out", analyze=[tmp_path / "nope.ckpt"])
+
+
+def test_report_analyses_of_runs_alike_in_name_keep_their_plots(tmp_path: Path, monkeypatch) -> None:
+    """A study's VARIANT/NORM/seed0 run directories: each checkpoint gets its own title and plot."""
+    model, x = TinyModel("dyt"), batch()
+    cfg = SimpleNamespace(task="hyenadna_pretrain", model=SimpleNamespace(norm="dyt"))
+    monkeypatch.setattr(jobs, "load_checkpoint_model", lambda path: (cfg, model, lambda: model(x)))
+    ckpts = [tmp_path / v / "dyt" / "seed0" / "checkpoints" / "last.ckpt" for v in ("plain", "embed_gain")]
+    for c in ckpts:
+        c.parent.mkdir(parents=True)
+        c.write_bytes(b"")
+    data = make_report([], tmp_path / "out", analyze=ckpts)
+    titles = [a["title"] for a in data["analysis"]]
+    assert titles == ["plain/dyt/seed0 last (hyenadna_pretrain, dyt)", "embed_gain/dyt/seed0 last (hyenadna_pretrain, dyt)"]
+    plots = [a["plots"][0] for a in data["analysis"]]
+    assert len(set(plots)) == 2 and all(is_real_png(tmp_path / "out" / p) for p in plots)

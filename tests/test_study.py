@@ -34,8 +34,9 @@ def test_grid_times_variants_and_their_cells(tmp_path):
     })
     v = variants(study)
     assert list(v) == ["1e-3+cohn+plain", "1e-3+cohn+gain", "2e-3+cohn+plain", "2e-3+cohn+gain"]
-    assert v["2e-3+cohn+gain"].set == ["optim.lr=2e-3", "data.schedule_len=27791", "model.embed_gain=true"]
-    assert v["2e-3+cohn+gain"].norms == ["dyt"] and v["2e-3+cohn+gain"].data == ["cohn"]
+    gain, labels = v["2e-3+cohn+gain"]
+    assert gain.set == ["optim.lr=2e-3", "data.schedule_len=27791", "model.embed_gain=true"]
+    assert gain.norms == ["dyt"] and gain.data == ["cohn"] and labels == {"lr": "2e-3", "task": "cohn"}
     cells, evaluation = plan(study, tmp_path / "out")
     assert evaluation == [] and len(cells) == 2 * (2 * 2 + 1)
     gain = [c for c in cells if c.variant == "1e-3+cohn+gain"]
@@ -44,10 +45,32 @@ def test_grid_times_variants_and_their_cells(tmp_path):
     assert gain[0].run_dir == tmp_path / "out" / "genomic-benchmarks" / "1e-3+cohn+gain" / "dyt" / "seed5"
 
 
+def test_best_is_picked_within_the_held_axes(tmp_path):
+    import json as _json
+
+    from bio_speech_dyt.study import summarise
+
+    study = _study(tmp_path, {
+        "stage": {"kind": "genomic-benchmarks", "configs": {"dyt": "d.yaml"}, "data": ["gb"], "goal": "max",
+                  "metric": "test_accuracy"},
+        "grid": {"task": {"a": [], "b": []}, "lr": {"lo": [], "hi": []}}, "best_within": ["task"]})
+    cells, _ = plan(study, tmp_path / "out")
+    accuracy = {"a+lo+plain": 0.7, "a+hi+plain": 0.8, "b+lo+plain": 0.6, "b+hi+plain": 0.5}
+    for c in cells:
+        c.run_dir.mkdir(parents=True)
+        (c.run_dir / "metrics.json").write_text(_json.dumps({"test_accuracy": accuracy[c.variant]}))
+    rows = summarise(cells, study.stage, study.best_within)["rows"]
+    assert sorted(r["variant"] for r in rows if r.get("best")) == ["a+hi+plain", "b+lo+plain"]
+    with pytest.raises(ConfigError, match="best_within"):
+        plan(_study(tmp_path, {"stage": {"configs": {"dyt": "a"}}, "best_within": ["task"]}), tmp_path)
+
+
 def test_plan_errors_name_the_key(tmp_path):
     bad_norm = {"stage": {"configs": {"layernorm": "a.yaml"}}, "variants": {"x": {"norms": ["dyt"]}}}
     with pytest.raises(ConfigError, match=r"variants.x.norms: \['dyt'\]"):
         plan(_study(tmp_path, bad_norm), tmp_path)
+    with pytest.raises(ConfigError, match="analyze must be one of"):
+        plan(_study(tmp_path, {"stage": {"configs": {"dyt": "a"}}, "analyze": "yes"}), tmp_path)
     with pytest.raises(ConfigError, match="stage.kind"):
         plan(_study(tmp_path, {"stage": {"kind": "train", "configs": {"dyt": "a"}}}), tmp_path)
     with pytest.raises(ConfigError, match="evaluate.variants"):
@@ -69,7 +92,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
         "name": "tiny",
         "seeds": [0],
         "threads": 1,
-        "analyze": False,  # the analysis has its own tests; bsd report still gets every run directory
+        "analyze": "none",  # the analysis has its own tests; bsd report still gets every run directory
         "stage": {"kind": "pretrain", "metric": "valid_loss", "references": ["baseline_kmer_loss"],
                   "configs": {"layernorm": str(CPU / "hyenadna_tiny_pretrain_layernorm.yaml"),
                               "dyt": str(CPU / "hyenadna_tiny_pretrain_dyt.yaml")},
@@ -109,3 +132,31 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert json.loads((dyt / ".study_cell.json").read_text())["attempts"] == 2
     assert json.loads((ln / ".study_cell.json").read_text())["attempts"] == 1
     assert "resum" in (dyt / ".study.log").read_text().lower() or "step 2" in (dyt / ".study.log").read_text()
+
+
+STUDIES = sorted((Path(__file__).resolve().parents[1] / "configs" / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_shipped_studies_plan_cells_whose_configs_load(path, tmp_path):
+    """Every cell of configs/studies/ builds its typed config (the overrides name real keys)."""
+    import dataclasses
+
+    from bio_speech_dyt.jobs import resolve
+    from genomics.models.hyena import HyenaDNAConfig
+
+    root = Path(__file__).resolve().parents[1]
+    main_cells, eval_cells = plan(load_config(StudyConfig, path), tmp_path)
+    assert main_cells
+    has_tie = "tie_lm_head" in {f.name for f in dataclasses.fields(HyenaDNAConfig)}
+    seen = set()
+    for cell in main_cells + eval_cells:
+        args = cell.args
+        sets = [args[i + 1] for i, a in enumerate(args) if a == "--set" and not args[i + 1].startswith("seed=")]
+        if tuple(sets + args[:3]) in seen or ("model.tie_lm_head=false" in sets and not has_tie):
+            continue  # the untied-head ablation waits for HyenaDNAConfig.tie_lm_head
+        seen.add(tuple(sets + args[:3]))
+        if args[0] == "pretrain":
+            resolve(root / args[1], sets)
+        elif args[1] == "genomic-benchmarks":
+            resolve(root / args[2], sets)

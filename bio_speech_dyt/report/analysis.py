@@ -8,6 +8,8 @@ DyT layers: plot the learned ``weight * tanh(alpha x) + bias`` and the distribut
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +41,8 @@ class LayerRecord:
     ys: list[Tensor] = field(default_factory=list)
     saturated: int = 0
     total: int = 0
+    sum_x: float = 0.0  # of every DyT input element (its std, beside the saturated share)
+    sum_x2: float = 0.0
 
     def points(self, which: str) -> np.ndarray:
         parts = self.xs if which == "x" else self.ys
@@ -84,6 +88,8 @@ def _hook(rec: LayerRecord, keep_samples: bool, generator: torch.Generator) -> C
             ax = module.alpha.detach().float().reshape(-1)[0] * x
             rec.saturated += int((ax.abs() > SATURATION).sum())
             rec.total += ax.numel()
+            rec.sum_x += float(x.double().sum())
+            rec.sum_x2 += float(x.double().pow(2).sum())
         if not keep_samples:
             return
         if x.shape[0] > MAX_TOKENS:
@@ -159,7 +165,8 @@ def _dyt_row(rec: LayerRecord) -> dict[str, Any]:
     w = m.weight.detach().float() if m.weight is not None else torch.ones(1)
     return {"path": rec.path, "alpha": float(m.alpha.detach().float().reshape(-1)[0]),
             "weight_min": float(w.min()), "weight_max": float(w.max()),
-            "saturated_share": rec.saturated / rec.total if rec.total else None, "points": rec.total}
+            "saturated_share": rec.saturated / rec.total if rec.total else None, "points": rec.total,
+            "input_std": math.sqrt(max(0.0, rec.sum_x2 / rec.total - (rec.sum_x / rec.total) ** 2)) if rec.total else None}
 
 
 def _channel_band(m: nn.Module, t: np.ndarray) -> np.ndarray | None:
@@ -222,6 +229,11 @@ def _short_path(path: str, parts: int = 3) -> str:
 # -- entry points ------------------------------------------------------------------------
 
 
+def run_dir_of(ckpt_path: Path) -> Path:
+    """The run directory of ``RUN/checkpoints/X.ckpt`` (else the checkpoint's folder)."""
+    return ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+
+
 def analyze_model(model: nn.Module, run: Callable[[], Any], out_dir: str | Path, title: str,
                   max_layers: int = 8) -> dict[str, Any]:
     """Analyse the norm layers of ``model`` on the batch ``run()`` feeds it.
@@ -264,9 +276,11 @@ def analyze_model(model: nn.Module, run: Callable[[], Any], out_dir: str | Path,
     return result
 
 
-def analyze_checkpoint(ckpt_path: str | Path, out_dir: str | Path, max_layers: int = 8) -> dict[str, Any]:
+def analyze_checkpoint(ckpt_path: str | Path, out_dir: str | Path, max_layers: int = 8,
+                       name: str | None = None) -> dict[str, Any]:
     """:func:`analyze_model` on a pretraining checkpoint, rebuilt by
-    :func:`bio_speech_dyt.jobs.load_checkpoint_model` and fed one real batch."""
+    :func:`bio_speech_dyt.jobs.load_checkpoint_model` and fed one real batch. ``name`` names the run in
+    the title and the plots' file names (default: the run directory's name)."""
     from bio_speech_dyt.jobs import load_checkpoint_model
 
     ckpt_path = Path(ckpt_path)
@@ -274,7 +288,7 @@ def analyze_checkpoint(ckpt_path: str | Path, out_dir: str | Path, max_layers: i
         raise FileNotFoundError(f"{ckpt_path}: no such checkpoint")
     cfg, model, run = load_checkpoint_model(ckpt_path)
     task, norm = getattr(cfg, "task", "?"), getattr(getattr(cfg, "model", None), "norm", "?")
-    run_name = ckpt_path.parent.parent.name if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent.name
+    run_name = name or run_dir_of(ckpt_path).name
     result = analyze_model(model, run, out_dir, f"{run_name} {ckpt_path.stem} ({task}, {norm})", max_layers)
     result.update({"checkpoint": str(ckpt_path), "task": task, "norm": norm})
     return result

@@ -8,10 +8,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from bio_speech_dyt.io import write_json, write_text
-from bio_speech_dyt.report.analysis import analyze_checkpoint
+from bio_speech_dyt.report.analysis import analyze_checkpoint, run_dir_of
 from bio_speech_dyt.report.metrics import METRICS
 from bio_speech_dyt.report.plots import alpha_trajectories, loss_curves, throughput_bars
-from bio_speech_dyt.report.runs import Pair, Run, load_runs, pair_runs
+from bio_speech_dyt.report.runs import Pair, Run, load_runs, pair_runs, unique_names
 from bio_speech_dyt.report.tables import analysis_tables, gb_table, metric_table, paper_table, runs_table
 
 PAPER_NOTE = ("Numbers from Zhu et al. (CVPR 2025) at GPU scale on the full datasets, for context only: "
@@ -97,8 +97,12 @@ def _figures(doc: _Doc, heading: str, figures: list[tuple[Path | None, str, str]
 
 def _analysis_sections(doc: _Doc, checkpoints: list[Path]) -> None:
     doc.add("## Norm layer analysis (output vs input, as in Zhu et al.)\n")
+    # runs named by their shortest distinguishing trailing path, so that plots of runs alike in name
+    # (a study's .../VARIANT/NORM/seed0) do not overwrite each other
+    run_dirs = sorted({run_dir_of(c) for c in checkpoints})
+    name_of = dict(zip(run_dirs, unique_names(run_dirs)))
     for ckpt in checkpoints:
-        result = analyze_checkpoint(ckpt, doc.out)
+        result = analyze_checkpoint(ckpt, doc.out, name=name_of[run_dir_of(ckpt)])
         doc.data["analysis"].append(result)
         doc.add(f"### {result['title']}\n", f"Checkpoint: `{ckpt}`\n")
         for name in result["plots"]:

@@ -155,8 +155,9 @@ def analysis_tables(result: dict[str, Any]) -> str:
             ["Layer", "Kind", "fitted α", "scale", "R²", "input std", "points"], rows))
     if result.get("dyt_layers"):
         rows = [[f"`{r['path']}`", f"{r['alpha']:.4g}", f"[{r['weight_min']:.3f}, {r['weight_max']:.3f}]",
+                 DASH if r.get("input_std") is None else f"{r['input_std']:.3g}",
                  DASH if r["saturated_share"] is None else f"{100 * r['saturated_share']:.2f}%", f"{r['points']:,}"]
                 for r in result["dyt_layers"]]
-        parts.append("Learned DyT parameters and the share of the batch in the saturated region:\n\n" + markdown_table(
-            ["Layer", "learned α", "weight range", "|α x| > 2", "points"], rows))
+        parts.append("Learned DyT parameters, the input's std and the share of the batch in the saturated region:\n\n"
+                     + markdown_table(["Layer", "learned α", "weight range", "input std", "|α x| > 2", "points"], rows))
     return "\n".join(parts)
