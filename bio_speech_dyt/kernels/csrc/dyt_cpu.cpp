@@ -354,8 +354,15 @@ void forward(const void* x, void* y, Shape s, float alpha, const float* w, const
   });
 }
 
+// Gradients in fp32 (dweight / dbias may be null: not wanted), from double sums over the row blocks.
+struct Grads {
+  float* dalpha;
+  float* dweight;
+  float* dbias;
+};
+
 template <typename T>
-void backward(const void* dy, const void* x, void* dx, Shape s, float alpha, const float* w, double* grads) {
+void backward(const void* dy, const void* x, void* dx, Shape s, float alpha, const float* w, Grads out) {
   const Params p(w, nullptr, alpha, s, kInterleaved<T>);
   const Grid g(s);
   const int64_t cp = g.padded_channels;
@@ -364,7 +371,7 @@ void backward(const void* dy, const void* x, void* dx, Shape s, float alpha, con
     backward_tasks(static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<T*>(dx), s, alpha, &p, &g,
                    partial.data(), begin, end);
   });
-  // grads = [dalpha, dweight (C), dbias (C)], each channel summed over the row blocks in order
+  // each channel summed over the row blocks in order
   std::vector<double> dalpha(s.channels);
   at::parallel_for(0, s.channels, 256, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
@@ -377,13 +384,13 @@ void backward(const void* dy, const void* x, void* dx, Shape s, float alpha, con
         db += sums[2 * cp + at];
       }
       dalpha[c] = da * p.weight[at];
-      grads[1 + c] = dw;
-      grads[1 + s.channels + c] = db;
+      if (out.dweight) out.dweight[c] = static_cast<float>(dw);
+      if (out.dbias) out.dbias[c] = static_cast<float>(db);
     }
   });
   double total = 0;
   for (double v : dalpha) total += v;
-  grads[0] = total;
+  *out.dalpha = static_cast<float>(total);
 }
 
 // Calls f with a value of the storage type that the dtype code names.
@@ -410,12 +417,13 @@ int bsd_dyt_forward(int dtype, const void* x, void* y, int64_t batch, int64_t ch
   });
 }
 
-// grads: 1 + 2C doubles, filled with [dalpha, dweight, dbias].
+// dalpha: 1 float; dweight / dbias: C floats each, or null when not wanted.
 int bsd_dyt_backward(int dtype, const void* dy, const void* x, void* dx, int64_t batch, int64_t channels,
-                     int64_t spatial, float alpha, const float* weight, double* grads) noexcept {
+                     int64_t spatial, float alpha, const float* weight, float* dalpha, float* dweight,
+                     float* dbias) noexcept {
   return guarded([&] {
     with_dtype(dtype, [&](auto tag) {
-      backward<decltype(tag)>(dy, x, dx, Shape{batch, channels, spatial}, alpha, weight, grads);
+      backward<decltype(tag)>(dy, x, dx, Shape{batch, channels, spatial}, alpha, weight, Grads{dalpha, dweight, dbias});
     });
   });
 }
