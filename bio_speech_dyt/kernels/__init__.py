@@ -32,7 +32,7 @@ from bio_speech_dyt.kernels.op import dyt_backward, dyt_eager, dyt_forward
 from bio_speech_dyt.kernels.reference import dyt_backward_reference, dyt_reference
 
 __all__ = ["dyt", "resolve_backend", "BACKENDS", "ENV_BACKEND", "ENV_CPU_BACKEND", "dyt_forward", "dyt_backward",
-           "dyt_reference", "dyt_backward_reference"]
+           "dyt_eager", "dyt_reference", "dyt_backward_reference"]
 
 BACKENDS = ("auto", "triton", "cpp", "torch", "reference")
 ENV_BACKEND = "BSD_DYT_BACKEND"
