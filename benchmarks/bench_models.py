@@ -2,11 +2,15 @@
 with DyT, measured side by side in one run; prints a table and writes JSON.
 
 Each domain contributes rows through ``benchmarks/models_<domain>.py: run(full) -> list[dict]``
-(keys: model, norm, step_ms (median), throughput, unit, and ``step_ms_repeats``: every timed step,
-native and DyT steps interleaved). DyT rows get ``dyt_over_native``, DyT throughput / native
-throughput: the median over repeats of the ratio of the two steps of a repeat, with its min and
-max (``dyt_over_native_min`` / ``_max``), so that the machine's load, which changes between
-repeats, hits both norms alike.
+(keys: model, norm, step_ms (median), throughput, unit, and ``step_ms_repeats`` /
+``step_cpu_ms_repeats``: every timed step's wall and process CPU time, native and DyT steps
+interleaved). DyT rows get ``dyt_over_native``, DyT throughput / native throughput: the median
+over repeats of the ratio of the two steps of a repeat, with its min and max
+(``dyt_over_native_min`` / ``_max``), so that the machine's load, which changes between repeats,
+hits both norms alike; and ``dyt_over_native_cpu``, the same from CPU time. On a shared machine
+the CPU time is the steadier measure with one thread (``OMP_NUM_THREADS=1``): it does not count
+the time the process waits for a core. With more threads it also counts threads spinning at a
+barrier for a descheduled one.
 """
 from __future__ import annotations
 
@@ -38,10 +42,13 @@ def add_ratios(rows: list[dict]) -> None:
         ratios = [n / d for n, d in zip(native["step_ms_repeats"], dyt["step_ms_repeats"])]
         dyt["dyt_over_native"] = statistics.median(ratios)
         dyt["dyt_over_native_min"], dyt["dyt_over_native_max"] = min(ratios), max(ratios)
+        cpu = [n / d for n, d in zip(native["step_cpu_ms_repeats"], dyt["step_cpu_ms_repeats"])]
+        dyt["dyt_over_native_cpu"] = statistics.median(cpu)
+        dyt["dyt_over_native_cpu_min"], dyt["dyt_over_native_cpu_max"] = min(cpu), max(cpu)
 
 
 def format_table(rows: list[dict]) -> str:
-    rows = [{k: v for k, v in r.items() if k != "step_ms_repeats"} for r in rows]
+    rows = [{k: v for k, v in r.items() if not k.endswith("_repeats")} for r in rows]
     cols = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("model", "norm"), k))
     widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols}
     line = " | ".join(c.ljust(widths[c]) for c in cols)

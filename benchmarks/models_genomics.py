@@ -40,16 +40,16 @@ def _train_step(model: torch.nn.Module, batch: torch.Tensor) -> Callable[[], Non
     return step
 
 
-def _interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
-    """Seconds of each call, per repeat; one warm-up each, then the functions alternate."""
+def _interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall, process CPU) seconds of each call, per repeat; one warm-up each, then the functions alternate."""
     for fn in fns.values():
         fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
-            times[name].append(time.perf_counter() - t)
+            times[name].append((time.perf_counter() - t, time.process_time() - c))
     return times
 
 
@@ -61,10 +61,10 @@ def _model_rows(name: str, build: Callable[[str], torch.nn.Module], native: str,
     tokens = shape[0] * shape[1]
     rows = []
     for norm, ts in times.items():
-        s = statistics.median(ts)
+        s = statistics.median(t for t, _ in ts)
         rows.append({"model": name, "norm": norm, "batch": shape[0], "seq_len": shape[1], "step_ms": s * 1e3,
                      "throughput": tokens / s, "unit": "tokens/s", "device": _device(),
-                     "step_ms_repeats": [t * 1e3 for t in ts]})
+                     "step_ms_repeats": [t * 1e3 for t, _ in ts], "step_cpu_ms_repeats": [c * 1e3 for _, c in ts]})
     return rows
 
 
@@ -81,7 +81,7 @@ def _scan_row(batch: int, seqlen: int, d_inner: int, d_state: int = 16, repeats:
     def fwd_bwd(fn) -> Callable[[], None]:
         return lambda: fn(u, delta, A, B, C, D, z, delta_bias=bias, delta_softplus=True).sum().backward()
 
-    secs = {k: statistics.median(v) for k, v in
+    secs = {k: statistics.median(t for t, _ in v) for k, v in
             _interleaved({"chunked": fwd_bwd(selective_scan_chunked), "sequential": fwd_bwd(selective_scan_ref)}, repeats).items()}
     return {"model": "selective_scan", "norm": "-", "batch": batch, "seq_len": seqlen, "d_model": d_inner // 2,
             "chunked_s": secs["chunked"], "sequential_s": secs["sequential"],

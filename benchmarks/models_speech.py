@@ -4,8 +4,8 @@ Both norms are built from the same seed and timed side by side, alternating, on 
 fixed batch (forward + backward + AdamW step, the quantizer run eagerly on CPU as in
 training). Default grid: the CPU tiny model on 8 × 2 s; ``--full`` adds ``base`` on 4 × 4 s
 (and on CUDA runs everything there). Rows: model, norm, step_ms (median), throughput in
-samples (utterances) per second, and every step's time (``bsd bench models`` turns them into
-DyT / LayerNorm throughput ratios).
+samples (utterances) per second, and every step's wall and process CPU time (``bsd bench models``
+turns them into DyT / LayerNorm throughput ratios).
 """
 from __future__ import annotations
 
@@ -42,20 +42,20 @@ def _stepper(arch: str, norm: str, device: torch.device):
 def _bench(arch: str, batch: int, seconds: float, steps: int, device: torch.device) -> list[dict]:
     x = torch.randn(batch, int(seconds * 16_000), generator=torch.Generator().manual_seed(0)).to(device)
     steppers = {norm: _stepper(arch, norm, device) for norm in ("layernorm", "dyt")}
-    times: dict[str, list[float]] = {norm: [] for norm in steppers}
+    times: dict[str, list[tuple[float, float]]] = {norm: [] for norm in steppers}
     for norm, step in steppers.items():  # warm-up
         step(x)
     for _ in range(steps):  # alternate, so that load changes hit both norms alike
         for norm, step in steppers.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             step(x)
-            times[norm].append(time.perf_counter() - t)
+            times[norm].append((time.perf_counter() - t, time.process_time() - c))
     rows = []
     for norm, ts in times.items():
-        ms = statistics.median(ts) * 1e3
+        ms = statistics.median(t for t, _ in ts) * 1e3
         rows.append({"model": f"wav2vec2_{arch} ({batch}x{seconds:g}s, {device.type})", "norm": norm,
                      "step_ms": ms, "throughput": batch / (ms / 1e3), "unit": "samples/s",
-                     "step_ms_repeats": [t * 1e3 for t in ts]})
+                     "step_ms_repeats": [t * 1e3 for t, _ in ts], "step_cpu_ms_repeats": [c * 1e3 for _, c in ts]})
     return rows
 
 

@@ -234,3 +234,20 @@ def test_output_can_be_edited_in_place(channels_last):
     y[0, 1] = 0.0
     y.sum().backward()
     assert torch.isfinite(m.alpha.grad).all() and x.grad[0, 1].abs().sum() == 0
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
+def test_eager_path_matches_the_custom_op(backend: str) -> None:
+    """kernels.dyt runs eagerly through an autograd.Function and under torch.compile through the op:
+    the same bodies, so the same bits."""
+    inputs = testing.make_inputs(Case((6, 40)), "cpu", seed=2)
+    leaves = [t for t in inputs[:4] if t is not None]
+    results = []
+    for fn in (kernels.dyt_eager, kernels.dyt_forward):
+        for t in leaves:
+            t.grad = None
+        y = fn(*inputs[:4], True, backend)
+        y.backward(inputs.dy)
+        results.append([y.detach()] + [t.grad for t in leaves])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

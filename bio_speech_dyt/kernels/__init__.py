@@ -12,7 +12,8 @@ Backends:
   if the C++ kernel cannot be built or loaded, with a one-line warning), ``torch`` elsewhere
   (float64 included).
 
-``triton``, ``cpp`` and ``torch`` run as the custom op ``bsd::dyt_forward`` (:mod:`.op`). The env
+``triton``, ``cpp`` and ``torch`` run as the custom op ``bsd::dyt_forward`` under ``torch.compile``,
+and eagerly through the same bodies without the op's dispatch (:mod:`.op`). The env
 var ``BSD_DYT_BACKEND`` forces a backend for every call that asks for ``auto``;
 ``BSD_DYT_CPU_BACKEND=cpp|torch`` only chooses what ``auto`` runs on CPU (``cpp`` then raises if
 the C++ kernel is unavailable rather than falling back). Whatever the backend, the output has
@@ -27,11 +28,11 @@ import torch
 from torch import Tensor
 
 from bio_speech_dyt.kernels import cpu_dyt
-from bio_speech_dyt.kernels.op import dyt_backward, dyt_forward
+from bio_speech_dyt.kernels.op import dyt_backward, dyt_eager, dyt_forward
 from bio_speech_dyt.kernels.reference import dyt_backward_reference, dyt_reference
 
 __all__ = ["dyt", "resolve_backend", "BACKENDS", "ENV_BACKEND", "ENV_CPU_BACKEND", "dyt_forward", "dyt_backward",
-           "dyt_reference", "dyt_backward_reference"]
+           "dyt_eager", "dyt_reference", "dyt_backward_reference"]
 
 BACKENDS = ("auto", "triton", "cpp", "torch", "reference")
 ENV_BACKEND = "BSD_DYT_BACKEND"
@@ -97,4 +98,6 @@ def dyt(
     name = resolve_backend(backend, x)
     if name == "reference":
         return dyt_reference(x, alpha, weight, bias, channels_last=channels_last).to(x.dtype)
-    return dyt_forward(x, alpha, weight, bias, channels_last, name)
+    if torch.compiler.is_compiling():  # the custom op: one node in the traced graph
+        return dyt_forward(x, alpha, weight, bias, channels_last, name)
+    return dyt_eager(x, alpha, weight, bias, channels_last, name)

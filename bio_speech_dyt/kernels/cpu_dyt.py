@@ -134,7 +134,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     c_int, c_i64, c_ptr = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
     lib.bsd_dyt_forward.argtypes = [c_int, c_ptr, c_ptr, c_i64, c_i64, c_i64, ctypes.c_float, c_ptr, c_ptr]
-    lib.bsd_dyt_backward.argtypes = [c_int, c_ptr, c_ptr, c_ptr, c_i64, c_i64, c_i64, ctypes.c_float, c_ptr, c_ptr]
+    lib.bsd_dyt_backward.argtypes = [c_int, c_ptr, c_ptr, c_ptr, c_i64, c_i64, c_i64, ctypes.c_float, c_ptr, c_ptr,
+                                     c_ptr, c_ptr]
     lib.bsd_dyt_forward.restype = lib.bsd_dyt_backward.restype = c_int
     lib.bsd_dyt_last_error.argtypes, lib.bsd_dyt_last_error.restype = [], ctypes.c_char_p
     return lib
@@ -215,7 +216,7 @@ def forward(x: Tensor, alpha: Tensor, weight: Tensor | None, bias: Tensor | None
     the benchmark times the kernel without the allocation)."""
     lib, code = library(), _check(x)
     y = torch.empty_like(x) if out is None else out
-    w, b = _fp32(weight), _fp32(bias)
+    w, b = _fp32(weight), _fp32(bias)  # held here: the kernel reads them through raw pointers
     _call(lib.bsd_dyt_forward, code, x.data_ptr(), y.data_ptr(), *layout_of(x, channels_last),
           float(alpha.detach()), _pointer(w), _pointer(b))
     return y
@@ -232,12 +233,12 @@ def backward(
         dy = dy.to(x.dtype)
     layout = layout_of(x, channels_last)
     dx = torch.empty_like(x) if dx_out is None else dx_out
-    grads = torch.empty(1 + 2 * layout.channels, dtype=torch.float64)  # [dalpha, dweight, dbias], summed in double
-    w = _fp32(weight)
+    fp32 = {"dtype": torch.float32}
+    dalpha = torch.empty_like(alpha, **fp32)
+    dweight = None if weight is None else torch.empty_like(weight, **fp32)
+    dbias = None if bias is None else torch.empty_like(bias, **fp32)
+    w = _fp32(weight)  # held here: the kernel reads it through a raw pointer
     _call(lib.bsd_dyt_backward, code, dy.data_ptr(), x.data_ptr(), dx.data_ptr(), *layout, float(alpha.detach()),
-          _pointer(w), grads.data_ptr())
-    c = layout.channels
-    dalpha = grads[:1].reshape(alpha.shape).to(alpha.dtype)
-    dweight = grads[1 : 1 + c].to(weight.dtype) if weight is not None else None
-    dbias = grads[1 + c :].to(bias.dtype) if bias is not None else None
-    return dx, dalpha, dweight, dbias
+          _pointer(w), dalpha.data_ptr(), _pointer(dweight), _pointer(dbias))
+    return (dx, dalpha.to(alpha.dtype), None if dweight is None else dweight.to(weight.dtype),
+            None if dbias is None else dbias.to(bias.dtype))

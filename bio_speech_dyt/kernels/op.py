@@ -5,6 +5,11 @@ Registered with :func:`torch.library.custom_op`, fake (meta) implementations and
 DyT layers without graph breaks and DDP / FSDP2 see ordinary parameter gradients. The ops take
 the backend by name (``triton`` | ``cpp`` | ``torch``) and call that module's ``forward`` / ``backward``.
 Only ``x`` and the parameters are saved for backward (``tanh(alpha x)`` is recomputed).
+
+Eager calls skip the ops' dispatch: :func:`dyt_eager` runs the same forward / backward bodies
+through a plain :class:`torch.autograd.Function`, ~140 us cheaper per forward + backward on CPU
+(measured: 212 vs 355 us for a (4, 128) input; a small model's step runs dozens of norms).
+:func:`bio_speech_dyt.kernels.dyt` calls the ops only while ``torch.compile`` traces.
 """
 from __future__ import annotations
 
@@ -35,8 +40,7 @@ def _absent(x: Tensor) -> Tensor:
     return x.new_empty(0)
 
 
-@torch.library.custom_op("bsd::dyt_forward", mutates_args=())
-def dyt_forward(
+def _forward(
     x: Tensor, alpha: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], channels_last: bool, backend: str
 ) -> Tensor:
     """``weight * tanh(alpha * x) + bias`` in ``x.dtype``; contiguous output."""
@@ -46,13 +50,7 @@ def dyt_forward(
     return _impl(backend).forward(x, alpha, weight, bias, channels_last)
 
 
-@dyt_forward.register_fake
-def _dyt_forward_fake(x, alpha, weight, bias, channels_last, backend):
-    return x.new_empty(x.shape)
-
-
-@torch.library.custom_op("bsd::dyt_backward", mutates_args=())
-def dyt_backward(
+def _backward_grads(
     dy: Tensor,
     x: Tensor,
     alpha: Tensor,
@@ -78,6 +76,15 @@ def dyt_backward(
     return tuple(g if g is not None else _absent(x) for g in grads)
 
 
+dyt_forward = torch.library.custom_op("bsd::dyt_forward", _forward, mutates_args=())
+dyt_backward = torch.library.custom_op("bsd::dyt_backward", _backward_grads, mutates_args=())
+
+
+@dyt_forward.register_fake
+def _dyt_forward_fake(x, alpha, weight, bias, channels_last, backend):
+    return x.new_empty(x.shape)
+
+
 @dyt_backward.register_fake
 def _dyt_backward_fake(dy, x, alpha, weight, bias, channels_last, backend):
     return (
@@ -88,23 +95,57 @@ def _dyt_backward_fake(dy, x, alpha, weight, bias, channels_last, backend):
     )
 
 
-def _setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+def _setup_context(ctx: Any, inputs: tuple, output: Tensor | None) -> None:
     x, alpha, weight, bias, channels_last, backend = inputs
     ctx.save_for_backward(x, alpha, weight, bias)
     ctx.channels_last, ctx.backend = channels_last, backend
 
 
-def _backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
-    x, alpha, weight, bias = ctx.saved_tensors
-    dx, dalpha, dweight, dbias = dyt_backward(dy, x, alpha, weight, bias, ctx.channels_last, ctx.backend)
-    return (
-        dx,
-        dalpha,
-        dweight if weight is not None else None,
-        dbias if bias is not None else None,
-        None,
-        None,
-    )
+def _autograd_backward(grads_fn):
+    """The autograd backward of DyT, computing the gradients with ``grads_fn`` (the op, or its body)."""
+
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
+        x, alpha, weight, bias = ctx.saved_tensors
+        dx, dalpha, dweight, dbias = grads_fn(dy, x, alpha, weight, bias, ctx.channels_last, ctx.backend)
+        return (
+            dx,
+            dalpha,
+            dweight if weight is not None else None,
+            dbias if bias is not None else None,
+            None,
+            None,
+        )
+
+    return backward
 
 
-dyt_forward.register_autograd(_backward, setup_context=_setup_context)
+dyt_forward.register_autograd(_autograd_backward(dyt_backward), setup_context=_setup_context)
+
+
+def _labelled(name: str, fn):
+    """``fn`` under a profiler label while a profiler runs, so that ``torch.profiler`` tables show the
+    eager path as the ops (the label costs tens of microseconds: not paid otherwise)."""
+
+    def labelled(*args: Any) -> Any:
+        if not torch.autograd.profiler._is_profiler_enabled:
+            return fn(*args)
+        with torch.profiler.record_function(name):
+            return fn(*args)
+
+    return labelled
+
+
+class _EagerDyT(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, *inputs: Any) -> Tensor:
+        _setup_context(ctx, inputs, None)
+        return _labelled("bsd::dyt_forward", _forward)(*inputs)
+
+    backward = staticmethod(_autograd_backward(_labelled("bsd::dyt_backward", _backward_grads)))
+
+
+def dyt_eager(
+    x: Tensor, alpha: Tensor, weight: Tensor | None, bias: Tensor | None, channels_last: bool, backend: str
+) -> Tensor:
+    """What :func:`dyt_forward` computes, with the same autograd, without the custom-op dispatch."""
+    return _EagerDyT.apply(x, alpha, weight, bias, channels_last, backend)
