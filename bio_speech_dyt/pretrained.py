@@ -58,7 +58,10 @@ def local_source(src: str | Path) -> Path:
             raise CheckpointError(f"{text}: hf: needs a repository id, e.g. hf:LongSafari/hyenadna-tiny-1k-seqlen-hf")
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id=repo))
+        try:
+            return Path(snapshot_download(repo_id=repo))
+        except Exception as e:  # offline, unknown repository, gated, HTTP errors: one line for the user
+            raise CheckpointError(f"{text}: download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     path = Path(text)
     if not path.exists():
         raise CheckpointNotFoundError(f"checkpoint not found: {path}")

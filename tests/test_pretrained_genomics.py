@@ -331,3 +331,14 @@ def test_pretrain_continues_from_the_import(tmp_path):
 
     before, after = load_file(tmp_path / "run" / "model.safetensors"), load_file(tmp_path / "more" / "model.safetensors")
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_failed_hf_download_is_one_line(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    def offline(repo_id):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    assert main(["import", "hf:LongSafari/nothing", "--out", str(tmp_path / "run")]) == 2
+    assert "hf:LongSafari/nothing: download failed (OSError: We couldn't connect" in capsys.readouterr().err
