@@ -1,5 +1,5 @@
 """Equality evidence for ``bsd import``: published-layout checkpoints with random weights (the test
-suite's builders, tests/pretrained_helpers.py), imported and run in fp32, against the published
+suite's builders, tests/support/pretrained_helpers.py), imported and run in fp32, against the published
 forward passes written out as float64 formulas. Prints the largest relative error per model,
 ``max |ours - reference| / max |reference|`` over several seeds and lengths.
 
@@ -15,10 +15,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import pretrained_helpers as H  # noqa: E402
-
-from genomics.pretrained import load_pretrained  # noqa: E402
+from genomics.pretrained import load_pretrained
+from tests.support import pretrained_helpers as H
 
 
 def _rel(ours: torch.Tensor, ref: torch.Tensor) -> float:

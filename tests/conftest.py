@@ -1,12 +1,8 @@
 import os
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-# test helper modules (toy_task, *_helpers) live beside the tests
-sys.path.insert(0, str(Path(__file__).parent))
 
 # Triton reads TRITON_INTERPRET when it is first imported (lightning imports it early): without a
 # GPU, the Triton kernels are tested in its interpreter, in this process.

@@ -1,0 +1,1 @@
+"""Tests of bio_speech_dyt."""
