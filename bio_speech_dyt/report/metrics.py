@@ -11,13 +11,11 @@ THROUGHPUT_UNITS = {"tokens_per_s": "tokens/s", "samples_per_s": "samples/s"}
 
 
 def loss_unit(run: Run, key: str) -> str:
-    """Unit of a loss of ``run``: bits for ``*_bits`` and speech validation; nats per sequence
-    for GenomicBenchmarks classification, nats/token for DNA pretraining; else the raw loss."""
-    if key.endswith("_bits") or (run.domain == "speech" and key.startswith("valid_")):
+    """Unit of a loss of ``run``: bits for ``*_bits``, else the ``loss_unit`` its task recorded in
+    metrics.json (nats/token, nats/sequence, bits, ...), else the raw loss."""
+    if key.endswith("_bits"):
         return "bits"
-    if run.domain == "dna":
-        return "nats/sequence" if run.task.endswith("_gb") or run.task == "gb_eval" else "nats/token"
-    return "raw loss"
+    return str(run.metrics.get("loss_unit") or "raw loss")
 
 
 @dataclass(frozen=True)
@@ -52,8 +50,8 @@ METRICS: tuple[MetricSpec, ...] = (
 PAPER_REFERENCE: tuple[dict[str, Any], ...] = (
     {"domain": "speech", "model": "wav2vec 2.0 Base", "metric": "validation loss", "unit": "bits", "ln": 1.95, "dyt": 1.95},
     {"domain": "speech", "model": "wav2vec 2.0 Large", "metric": "validation loss", "unit": "bits", "ln": 1.92, "dyt": 1.91},
-    {"domain": "dna", "model": "HyenaDNA", "metric": "GenomicBenchmarks mean accuracy", "unit": "%", "ln": 85.2, "dyt": 85.2},
-    {"domain": "dna", "model": "Caduceus", "metric": "GenomicBenchmarks mean accuracy", "unit": "%", "ln": 86.9, "dyt": 86.9},
+    {"domain": "genomics", "model": "HyenaDNA", "metric": "GenomicBenchmarks mean accuracy", "unit": "%", "ln": 85.2, "dyt": 85.2},
+    {"domain": "genomics", "model": "Caduceus", "metric": "GenomicBenchmarks mean accuracy", "unit": "%", "ln": 86.9, "dyt": 86.9},
 )
 
 

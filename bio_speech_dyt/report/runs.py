@@ -40,12 +40,8 @@ class Run:
 
     @property
     def task(self) -> str:
-        """``config.yaml: task``; evaluation runs without a config are named by their metrics."""
-        if self.config.get("task"):
-            return str(self.config["task"])
-        if "contrastive_bits" in self.metrics:
-            return "wav2vec2_eval"
-        return "gb_eval" if "test_accuracy" in self.metrics else "unknown"
+        """``config.yaml: task`` (else the ``task`` the harness put into metrics.json)."""
+        return str(self.config.get("task") or self.metrics.get("task") or "unknown")
 
     def section(self, name: str) -> dict[str, Any]:
         """A config section (``model``, ``data``, ...) or ``{}``."""
@@ -66,17 +62,9 @@ class Run:
 
     @property
     def domain(self) -> str:
-        """``dna`` | ``speech`` | ``unknown`` (from the task name, else the metric keys)."""
-        task = self.task.lower()
-        if any(s in task for s in ("wav2vec", "speech")):
-            return "speech"
-        if any(s in task for s in ("hyena", "caduceus", "dna", "genom", "gb")):
-            return "dna"
-        if {"tokens_per_s", "test_accuracy"} & set(self.metrics):
-            return "dna"
-        if {"samples_per_s", "valid_loss_bits", "contrastive_bits"} & set(self.metrics):
-            return "speech"
-        return "unknown"
+        """The domain the harness recorded in metrics.json (``genomics``, ``speech``, ...), else
+        ``unknown``: never guessed from names."""
+        return str(self.metrics.get("domain") or "unknown")
 
     def number(self, key: str) -> float | None:
         """A finite numeric ``metrics.json`` value, else ``None``."""

@@ -26,6 +26,17 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+#: what the harness records in metrics.json per task (its domain and loss unit)
+TASKS = {"hyenadna_pretrain": ("genomics", "nats/token"), "caduceus_pretrain": ("genomics", "nats/token"),
+         "hyenadna_gb": ("genomics", "nats/sequence"), "caduceus_gb": ("genomics", "nats/sequence"),
+         "wav2vec2_pretrain": ("speech", "bits"), "wav2vec2_eval": ("speech", "bits")}
+
+
+def harness_keys(task: str) -> dict:
+    domain, unit = TASKS.get(task, ("unknown", "raw loss"))
+    return {"task": task, "domain": domain, "loss_unit": unit}
+
+
 def make_run(root: Path, name: str, task: str, norm: str, metrics: dict, curves: list[dict] | None = None,
              alpha: list[dict] | None = None, config: dict | None = None) -> Path:
     """A run directory as the harness writes it."""
@@ -36,7 +47,7 @@ def make_run(root: Path, name: str, task: str, norm: str, metrics: dict, curves:
     for k, v in (config or {}).items():
         cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
     (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (d / "metrics.json").write_text(json.dumps(metrics))
+    (d / "metrics.json").write_text(json.dumps({**harness_keys(task), **metrics}))
     if curves is not None:
         write_csv(d / "metrics.csv", curves)
     if alpha is not None:
@@ -80,7 +91,8 @@ def gb_metrics(norm: str, accs: dict[str, list[float]], curve: bool = False) -> 
 
 def speech_eval_metrics(norm: str, bits: float, acc: float) -> dict:
     return {"valid_loss_bits": bits, "contrastive_bits": bits - 0.2, "diversity_bits": 0.15, "penalty_bits": 0.05,
-            "contrastive_accuracy": acc, "num_distractors": 10, "norm": norm, "manifest": "valid.tsv"}
+            "contrastive_accuracy": acc, "num_distractors": 10, "norm": norm, "manifest": "valid.tsv",
+            **harness_keys("wav2vec2_eval")}
 
 
 @pytest.fixture
