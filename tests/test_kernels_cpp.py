@@ -146,6 +146,7 @@ def test_failed_build_or_load_warns_once_and_falls_back(stage: str, fresh_kernel
         warnings.simplefilter("error")  # warned once: later calls are silent
         testing.check(case, "auto", "cpu")
     assert (cpu_dyt.build_folder() / cpu_dyt.FAILED_LOG).exists()
+    assert not (cpu_dyt.build_folder() / "ready").exists()  # so that a retry builds again
     with pytest.raises(cpu_dyt.KernelUnavailable):
         kernels.dyt(x, torch.ones(1), None, backend="cpp")
 
