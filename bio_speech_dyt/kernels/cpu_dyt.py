@@ -164,6 +164,7 @@ def library(retry_failed: bool = False) -> ctypes.CDLL:
                     with contextlib.suppress(OSError):
                         folder.mkdir(parents=True, exist_ok=True)
                         _write_atomic(failed, "".join(traceback.format_exception(exc)))
+                        (folder / "ready").unlink(missing_ok=True)  # a build that does not load: a retry rebuilds
                     summary += f" (log: {failed})"
                 _error = summary
         if _lib is None:

@@ -9,9 +9,9 @@
 // along the channels, channels-first inputs are (N, C, S) and vectorise along S. All math is
 // fp32; x / y / dy / dx are fp32, bf16 or fp16.
 //
-// SIMD: GCC vector extensions (two vectors of 8 fp32 lanes a step) in functions built twice through target_clones, for
-// x86-64-v3 (AVX2 + FMA) and the baseline, picked at load time by the CPU, so one binary runs on
-// any x86-64 (on other architectures the baseline build alone).
+// SIMD: GCC vector extensions (two vectors of 8 fp32 lanes a step) in functions built twice
+// through target_clones, for x86-64-v3 (AVX2 + FMA) and the baseline, picked at load time by the
+// CPU, so one binary runs on any x86-64 (on other architectures the baseline build alone).
 //
 // Gradient sums are deterministic whatever the thread count: the work is cut into a fixed grid of
 // tasks (it does not depend on the threads, which take tasks as they come free), each task
@@ -296,38 +296,37 @@ struct Grid {
   int64_t tasks() const { return row_blocks * channel_blocks; }
 };
 
+// One task of the grid: its rows' dx, and their sums added into its row block's partial row.
 template <typename T>
-BSD_CLONES void backward_tasks(const T* dy, const T* x, T* dx, Shape s, float alpha, const Params* p, const Grid* g,
-                               float* partial, int64_t begin, int64_t end) {
+BSD_CLONES void backward_task(const T* dy, const T* x, T* dx, Shape s, float alpha, const Params* p, const Grid* g,
+                              float* partial, int64_t task) {
   const Vec a = splat(alpha);
   const int64_t cp = g->padded_channels;
-  for (int64_t task = begin; task < end; ++task) {
-    const int64_t rb = task / g->channel_blocks, cb = task % g->channel_blocks;
-    const int64_t r0 = rb * g->rows_per_task, r1 = std::min(s.batch, r0 + g->rows_per_task);
-    const int64_t c0 = cb * g->channels_per_task, c1 = std::min(s.channels, c0 + g->channels_per_task);
-    float* sums = partial + rb * 3 * cp;
-    if (s.channels_last()) {
-      SumsInMemory acc{sums + c0, sums + cp + c0, sums + 2 * cp + c0};
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t at = r * s.channels + c0;
-        backward_row(x + at, dy + at, dx + at, c1 - c0, a, PerElement{p->alpha_weight.data() + c0}, acc);
-      }
-      continue;
-    }
+  const int64_t rb = task / g->channel_blocks, cb = task % g->channel_blocks;
+  const int64_t r0 = rb * g->rows_per_task, r1 = std::min(s.batch, r0 + g->rows_per_task);
+  const int64_t c0 = cb * g->channels_per_task, c1 = std::min(s.channels, c0 + g->channels_per_task);
+  float* sums = partial + rb * 3 * cp;
+  if (s.channels_last()) {
+    SumsInMemory acc{sums + c0, sums + cp + c0, sums + 2 * cp + c0};
     for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t at = (r * s.channels + c) * s.spatial;
-        const PerRow wa{splat(p->alpha_weight[c])};
-        SumsInRegisters row;
-        for (int64_t i = 0; i < s.spatial; i += kRowBlock) {
-          SumsInRegisters block;
-          backward_row(x + at + i, dy + at + i, dx + at + i, std::min(kRowBlock, s.spatial - i), a, wa, block);
-          for (int half = 0; half < 2; ++half) row.add(0, half, block.dalpha[half], block.dweight[half], block.dbias[half]);
-        }
-        sums[c] += horizontal_sum(row.dalpha);
-        sums[cp + c] += horizontal_sum(row.dweight);
-        sums[2 * cp + c] += horizontal_sum(row.dbias);
+      const int64_t at = r * s.channels + c0;
+      backward_row(x + at, dy + at, dx + at, c1 - c0, a, PerElement{p->alpha_weight.data() + c0}, acc);
+    }
+    return;
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t at = (r * s.channels + c) * s.spatial;
+      const PerRow wa{splat(p->alpha_weight[c])};
+      SumsInRegisters row;
+      for (int64_t i = 0; i < s.spatial; i += kRowBlock) {
+        SumsInRegisters block;
+        backward_row(x + at + i, dy + at + i, dx + at + i, std::min(kRowBlock, s.spatial - i), a, wa, block);
+        for (int half = 0; half < 2; ++half) row.add(0, half, block.dalpha[half], block.dweight[half], block.dbias[half]);
       }
+      sums[c] += horizontal_sum(row.dalpha);
+      sums[cp + c] += horizontal_sum(row.dweight);
+      sums[2 * cp + c] += horizontal_sum(row.dbias);
     }
   }
 }
@@ -383,8 +382,8 @@ void backward(const void* dy, const void* x, void* dx, Shape s, float alpha, con
   const int64_t cp = g.padded_channels;
   std::vector<float> partial(g.row_blocks * 3 * cp, 0.0f);
   run_tasks(g.tasks(), [&](int64_t task) {
-    backward_tasks(static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<T*>(dx), s, alpha, &p, &g,
-                   partial.data(), task, task + 1);
+    backward_task(static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<T*>(dx), s, alpha, &p, &g,
+                  partial.data(), task);
   });
   // Each channel summed over the row blocks in order, on this thread: 3 C x row blocks additions
   // (0.1 ms at 16384 x 768) are cheaper than another parallel region's fork / join under load.
