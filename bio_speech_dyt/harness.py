@@ -192,15 +192,20 @@ class RunContext:
             raise
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None and self._before is not None and not (self.out / CHECKPOINTS / LAST).is_file():
+        if exc_type is not None and self._before is not None and not self._made_results():
             self._undo_fresh_run()
         if self._lock is not None:
             self._lock.__exit__(exc_type, exc, tb)
             self._lock = None
 
+    def _made_results(self) -> bool:
+        """Whether the run wrote anything worth keeping: a checkpoint or a finished part's result
+        (an evaluation's ``TASK/seedN/result.json``) anywhere below it."""
+        return any(self.out.rglob("*.ckpt")) or any(self.out.rglob("result.json"))
+
     def _undo_fresh_run(self) -> None:
-        """A new run that failed before its first checkpoint leaves nothing behind (the folder is as
-        it was, so the same command can be run again once the cause is fixed)."""
+        """A new run that failed before it wrote a checkpoint or a result leaves nothing behind (the
+        folder is as it was, so the same command can be run again once the cause is fixed)."""
         import shutil
 
         from bio_speech_dyt.locks import LOCK_NAME

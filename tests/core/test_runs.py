@@ -203,3 +203,27 @@ def test_core_imports_no_domain_module():
             "assert not bad, bad\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("writes_result", [False, True])
+def test_failed_new_run_is_undone_unless_it_wrote_a_result(tmp_path, writes_result):
+    """A fresh run that fails before any checkpoint or result leaves no folder; one that finished
+    a part (an evaluation seed's result.json) keeps it for --resume."""
+    from bio_speech_dyt.harness import RunContext
+    from bio_speech_dyt.tasks import Task
+    from tests.support.toy_task import ToyConfig
+
+    def run(cfg, run_dir):
+        if writes_result:
+            (run_dir.path / "task" / "seed1").mkdir(parents=True)
+            (run_dir.path / "task" / "seed1" / "result.json").write_text("{}")
+        raise RuntimeError("seed 2 failed")
+
+    task = Task("toy_regression", "toy", "evaluate", ToyConfig, run, loss_unit="mse")
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        with RunContext(task, ToyConfig(), out, resume=False) as started:
+            task.run(ToyConfig(), started)
+    assert out.exists() == writes_result
+    if writes_result:
+        assert (out / "config.yaml").is_file() and (out / "task" / "seed1" / "result.json").is_file()
