@@ -63,6 +63,21 @@ def _plot_run(ax, run: Run, key: str, linestyle: str) -> bool:
     return smooth
 
 
+def _clip_top(series: list[np.ndarray]) -> float | None:
+    """An upper y-limit that leaves out the first steps' loss when it dwarfs the rest (an untrained
+    model's first losses can be 50x the converged one and flatten every curve), else ``None``: the
+    largest value after each series' first 5 % of points (at least one), with a 5 % margin."""
+    tails = [y[max(1, len(y) // 20):] for y in series if len(y) > 2]
+    if not tails:
+        return None
+    low = min(float(np.min(y)) for y in series)
+    top = max(float(np.max(t)) for t in tails)
+    full = max(float(np.max(y)) for y in series)
+    if full - low <= 2 * (top - low):
+        return None
+    return top + 0.05 * (top - low)
+
+
 def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
     """Training / validation curves of one task and setting, LN-family and DyT on shared axes."""
     runs = [r for p in pairs for r in p.runs if r.curves is not None]
@@ -71,7 +86,7 @@ def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
         return None
     fig, axes = grid(len(panels), max_cols=3)
     for ax, (title, keys) in zip(axes.flat, panels):
-        units, smoothed = set(), False
+        units, smoothed, plotted = set(), False, []
         for r in runs:
             key = next((k for k in keys if _series(r, k)), None)
             if key is None:
@@ -79,7 +94,12 @@ def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
             units.add("fraction" if "accuracy" in key else loss_unit(r, key))
             same_norm = [q for q in runs if q.is_dyt == r.is_dyt]
             smoothed |= _plot_run(ax, r, key, LINESTYLES[same_norm.index(r) % len(LINESTYLES)])
-        ax.set_title(title + (" (EMA-smoothed, raw faint)" if smoothed else ""))
+            plotted += [y for _, y in _series(r, key)]
+        top = None if "accuracy" in title.lower() else _clip_top(plotted)
+        if top is not None:
+            ax.set_ylim(top=top)
+        ax.set_title(title + (" (EMA-smoothed, raw faint)" if smoothed else "")
+                     + (" (first steps above the axis)" if top is not None else ""))
         ax.set_xlabel(_x_label(runs))
         ax.set_ylabel(f"{title.split()[-1]} ({' / '.join(sorted(units))})")
         ax.grid(alpha=0.3)

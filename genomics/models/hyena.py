@@ -60,6 +60,9 @@ class HyenaDNAConfig:
     # code, 0.05 in the code published with the Hub checkpoints (imports set it)
     modulation_shift: float = 0.0
     tie_lm_head: bool = True  # False: a separate LM head (the -hf Hub layout's untied lm_head)
+    # the final norm's kind (None: ``norm``): an ablation that keeps DyT in the blocks and normalizes
+    # only in front of the LM head
+    final_norm: NormKind | None = None
     # True: the filter's positional features z, t and modulation deltas are state-dict buffers, so a
     # checkpoint's stored values win (imports); False: recomputed from l_max and not saved
     filter_pos_from_checkpoint: bool = False
@@ -143,7 +146,8 @@ class HyenaDNA(nn.Module):
             Block(cfg, cfg.embed_dropout if i == 0 else cfg.resid_dropout) for i in range(cfg.n_layer)
         )
         self.drop_f = nn.Dropout(cfg.resid_dropout)
-        self.norm_f = make_norm(cfg.norm, cfg.d_model, alpha_init=cfg.alpha_init, role="final", eps=cfg.norm_eps)
+        self.norm_f = make_norm(cfg.final_norm or cfg.norm, cfg.d_model, alpha_init=cfg.alpha_init, role="final",
+                                eps=cfg.norm_eps)
         self.embed_gain = scalar_gain(math.sqrt(cfg.d_model) if cfg.embed_gain else None)
         self.lm_head = None if cfg.tie_lm_head else nn.Linear(cfg.d_model, cfg.padded_vocab_size, bias=False)
         self.apply(self._init_weights)

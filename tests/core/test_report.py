@@ -219,3 +219,13 @@ def test_not_a_run_directory_is_named(tmp_path: Path, capsys) -> None:
     assert "missing: no such run directory" in capsys.readouterr().err
     with pytest.raises(ValueError, match="nothing to report"):
         make_report([], tmp_path / "out")
+
+
+def test_loss_axis_leaves_out_a_first_step_that_dwarfs_the_curve():
+    """An untrained model's first loss (here 100 nats) must not flatten curves that then sit near 1.3."""
+    from bio_speech_dyt.report.plots import _clip_top
+
+    steep = np.concatenate([[100.0, 40.0], np.linspace(1.40, 1.30, 98)])
+    top = _clip_top([steep, np.linspace(1.45, 1.32, 100)])
+    assert top is not None and 1.45 < top < 1.46
+    assert _clip_top([np.linspace(2.0, 1.3, 100)]) is None  # a curve without an outlier keeps its axis
