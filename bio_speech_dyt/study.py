@@ -420,10 +420,14 @@ def plot_curves(cells: list[Cell], spec: StageSpec, summary: dict, path: Path) -
 # -- the whole study ---------------------------------------------------------------------
 
 
-def run_study(study: StudyConfig, out: Path, jobs: int = 1, threads: int | None = None) -> dict:
-    """Plan, run (resuming), summarise, report. Returns study.json's data (``failed``: cells that failed)."""
+def run_study(study: StudyConfig, out: Path, jobs: int = 1, threads: int | None = None,
+              evaluate: bool = True) -> dict:
+    """Plan, run (resuming), summarise, report. Returns study.json's data (``failed``: cells that failed).
+    ``evaluate=False`` runs and summarises the main stage only; a later run does the evaluation."""
     threads = threads or study.threads
     main_cells, eval_cells = plan(study, out)
+    if not evaluate:
+        eval_cells = []
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "study.yaml", yaml.safe_dump(to_dict(study), sort_keys=False))
     failed = run_cells(main_cells, jobs, threads) + run_cells(eval_cells, jobs, threads)
@@ -475,6 +479,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="OMP_NUM_THREADS per cell (default: the study's threads)")
     p.add_argument("--out", type=Path, help="study directory (default runs/studies/NAME)")
     p.add_argument("--dry-run", action="store_true", help="print the cells and their commands, run nothing")
+    p.add_argument("--no-evaluate", action="store_true",
+                   help="run the main stage only (a later run without it does the evaluation stage)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -497,7 +503,7 @@ def run(args: argparse.Namespace) -> int:
             for c in main_cells + eval_cells:
                 print(("done  " if c.done else "todo  ") + shlex.join(_command(c.args)))
             return 0
-        summary = run_study(study, out, jobs=args.jobs, threads=args.threads)
+        summary = run_study(study, out, jobs=args.jobs, threads=args.threads, evaluate=not args.no_evaluate)
     except ConfigError as e:
         print(f"bsd study: error: {e}", file=sys.stderr)
         return 2

@@ -105,9 +105,12 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     }
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     out = tmp_path / "out"
-    assert main([str(tmp_path / "study.yaml"), "--out", str(out), "--jobs", "2"]) == 0
+    assert main([str(tmp_path / "study.yaml"), "--out", str(out), "--jobs", "2", "--no-evaluate"]) == 0
     ln, dyt = (out / "pretrain" / "plain" / n / "seed0" for n in ("layernorm", "dyt"))
     gb = out / "evaluate" / "plain" / "dyt" / "pt0" / "seed1"
+    assert (dyt / "metrics.json").is_file() and not gb.exists()  # the main stage only
+    assert "evaluate" not in json.loads((out / "study.json").read_text())["stages"]
+    assert main([str(tmp_path / "study.yaml"), "--out", str(out), "--jobs", "2"]) == 0
     for d in (ln, dyt, gb):
         assert (d / "metrics.json").is_file() and json.loads((d / ".study_cell.json").read_text())["attempts"] == 1
     assert json.loads((gb / "metrics.json").read_text())["checkpoint"] == str(dyt / "checkpoints" / "last.ckpt")

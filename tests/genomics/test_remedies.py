@@ -93,3 +93,16 @@ def test_zero_residual_gain_starts_as_the_embedding_alone():
     gains = [model.layers[i].gain1.grad for i in range(2)] + [model.layers[i].gain2.grad for i in range(2)]
     assert all(g is not None and g.abs() > 0 for g in gains)
     assert model.layers[0].mixer.in_proj.weight.grad.abs().max() == 0  # the branches learn once the gains move
+
+
+def test_hyena_final_norm_ablation_swaps_only_the_final_norm():
+    """``final_norm: layernorm`` with ``norm: dyt``: DyT in every block, a LayerNorm in front of the head,
+    which then normalises exactly as ``nn.LayerNorm`` does."""
+    torch.manual_seed(0)
+    model = HyenaDNA(HyenaDNAConfig(d_model=16, d_inner=32, l_max=34, norm="dyt", final_norm="layernorm"))
+    kinds = {name: type(m) for name, m in model.named_modules() if isinstance(m, (DyT, torch.nn.LayerNorm))}
+    assert kinds.pop("norm_f") is torch.nn.LayerNorm
+    assert kinds and set(kinds.values()) == {DyT}
+    x = 3.0 * torch.randn(2, 5, 16, dtype=torch.float64)
+    ref = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    torch.testing.assert_close(model.norm_f.double()(x), ref, rtol=1e-10, atol=1e-10)
