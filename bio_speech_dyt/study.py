@@ -25,6 +25,7 @@ import math
 import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -395,22 +396,37 @@ def plot_curves(cells: list[Cell], spec: StageSpec, summary: dict, path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     names = sorted({v for v, _ in curves})
     colours = {v: plt.get_cmap("tab10")(i % 10) for i, v in enumerate(names)}
+    medians, lows = [], []
     for (variant, norm), runs in sorted(curves.items()):
         steps = sorted(set.intersection(*(set(r) for r in runs)))
         ys = [sum(r[s] for r in runs) / len(runs) for s in steps]
-        ax.plot(steps, ys, marker="o", markersize=3, color=colours[variant], linestyle="--" if norm != "dyt" else "-",
-                label=f"{variant} / {norm} (n={len(runs)})")
-    for key, value in summary["references"].items():
-        if value is not None:
-            ax.axhline(value, color="grey", linewidth=0.8, linestyle=":")
-            ax.annotate(key, (ax.get_xlim()[0], value), fontsize=7, color="grey", va="bottom")
-    ax.set_xlabel("step")
-    ax.set_ylabel(spec.metric)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+        if ys:
+            medians.append(statistics.median(ys))
+            lows.append(min(ys) if spec.goal == "min" else max(ys))
+        for ax in axes:
+            ax.plot(steps, ys, marker="o", markersize=3, color=colours[variant],
+                    linestyle="--" if norm != "dyt" else "-", label=f"{variant} / {norm} (n={len(runs)})")
+    for ax in axes:
+        for key, value in summary["references"].items():
+            if value is not None:
+                ax.axhline(value, color="grey", linewidth=0.8, linestyle=":")
+                ax.annotate(key, (ax.get_xlim()[0], value), fontsize=7, color="grey", va="bottom")
+        ax.set_xlabel("step")
+        ax.set_ylabel(spec.metric)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("every value")
+    axes[0].legend(fontsize=7)
+    if medians:
+        # the zoom spans the best value and every curve's median: where parity is decided, without the
+        # first validations or spikes that dwarf it (those leave the axis)
+        ends = [*lows, *medians]
+        lo, hi = min(ends), max(ends)
+        pad = 0.1 * (hi - lo) or 0.01 * abs(hi) or 0.01
+        axes[1].set_ylim(lo - pad, hi + pad)
+    axes[1].set_title("zoom: best values to each curve's median")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -64,14 +64,15 @@ def _plot_run(ax, run: Run, key: str, linestyle: str) -> bool:
 
 
 def _clip_top(series: list[np.ndarray]) -> float | None:
-    """An upper y-limit that leaves out the first steps' loss when it dwarfs the rest (an untrained
-    model's first losses can be 50x the converged one and flatten every curve), else ``None``: the
-    largest value after each series' first 5 % of points (at least one), with a 5 % margin."""
+    """An upper y-limit that leaves out the first steps' loss and rare spikes when they dwarf the rest
+    (an untrained model's first losses can be 50x the converged one and flatten every curve), else
+    ``None``: the 98th percentile of the values after each series' first 5 % of points (at least
+    one), with a 5 % margin."""
     tails = [y[max(1, len(y) // 20):] for y in series if len(y) > 2]
     if not tails:
         return None
     low = min(float(np.min(y)) for y in series)
-    top = max(float(np.max(t)) for t in tails)
+    top = float(np.quantile(np.concatenate(tails), 0.98))
     full = max(float(np.max(y)) for y in series)
     if full - low <= 2 * (top - low):
         return None
@@ -99,7 +100,7 @@ def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
         if top is not None:
             ax.set_ylim(top=top)
         ax.set_title(title + (" (EMA-smoothed, raw faint)" if smoothed else "")
-                     + (" (first steps above the axis)" if top is not None else ""))
+                     + (" (first steps and spikes above the axis)" if top is not None else ""))
         ax.set_xlabel(_x_label(runs))
         ax.set_ylabel(f"{title.split()[-1]} ({' / '.join(sorted(units))})")
         ax.grid(alpha=0.3)
