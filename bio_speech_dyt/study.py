@@ -383,7 +383,8 @@ def _curve(run_dir: Path, key: str) -> dict[int, float]:
 
 def plot_curves(cells: list[Cell], spec: StageSpec, summary: dict, path: Path) -> Path | None:
     """The stage's metric against the step, mean over seeds, per variant (colour) and norm (line style);
-    the references as horizontal lines."""
+    the references as horizontal lines. Two panels: every value, and a zoom from the best values to each
+    curve's median (early validations and spikes that would flatten the comparison leave its axis)."""
     curves: dict[tuple[str, str], list[dict[int, float]]] = {}
     for c in cells:
         curve = _curve(c.run_dir, spec.metric)
