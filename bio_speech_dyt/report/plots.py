@@ -64,19 +64,16 @@ def _plot_run(ax, run: Run, key: str, linestyle: str) -> bool:
 
 
 def _clip_top(series: list[np.ndarray]) -> float | None:
-    """An upper y-limit that leaves out the first steps' loss and rare spikes when they dwarf the rest
-    (an untrained model's first losses can be 50x the converged one and flatten every curve), else
-    ``None``: the 98th percentile of the values after each series' first 5 % of points (at least
-    one), with a 5 % margin."""
+    """An upper y-limit that leaves out the first steps' loss and rare spikes when they reach beyond
+    the bulk of the curves (an untrained model's first losses can be 50x the converged one and flatten
+    every curve), else ``None``. The bulk: the values after each series' first 5 % of points (at least
+    one); the limit: their upper quartile plus three interquartile ranges (Tukey's far-out fence)."""
     tails = [y[max(1, len(y) // 20):] for y in series if len(y) > 2]
     if not tails:
         return None
-    low = min(float(np.min(y)) for y in series)
-    top = float(np.quantile(np.concatenate(tails), 0.98))
-    full = max(float(np.max(y)) for y in series)
-    if full - low <= 2 * (top - low):
-        return None
-    return top + 0.05 * (top - low)
+    q1, q3 = np.quantile(np.concatenate(tails), [0.25, 0.75])
+    top = float(q3 + 3 * (q3 - q1))
+    return top if max(float(np.max(y)) for y in series) > top else None
 
 
 def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
@@ -98,7 +95,8 @@ def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
             plotted += [y for _, y in _series(r, key)]
         top = None if "accuracy" in title.lower() else _clip_top(plotted)
         if top is not None:
-            ax.set_ylim(top=top)
+            low = min(float(np.min(y)) for y in plotted)
+            ax.set_ylim(low - 0.05 * (top - low), top)
         ax.set_title(title + (" (EMA-smoothed, raw faint)" if smoothed else "")
                      + (" (first steps and spikes above the axis)" if top is not None else ""))
         ax.set_xlabel(_x_label(runs))

@@ -227,8 +227,8 @@ def test_loss_axis_leaves_out_a_first_step_that_dwarfs_the_curve():
 
     steep = np.concatenate([[100.0, 40.0], np.linspace(1.40, 1.30, 98)])
     top = _clip_top([steep, np.linspace(1.45, 1.32, 100)])
-    assert top is not None and 1.42 < top < 1.46
+    assert top is not None and 1.45 < top < 2.0  # every value after the first steps stays on the axis
     spiky = np.linspace(1.40, 1.30, 200)
     spiky[120] = 30.0  # one rare spike later in training is left above the axis too
-    assert 1.38 < _clip_top([spiky]) < 1.42
+    assert 1.40 < _clip_top([spiky]) < 1.7
     assert _clip_top([np.linspace(2.0, 1.3, 100)]) is None  # a curve without an outlier keeps its axis
