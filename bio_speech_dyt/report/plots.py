@@ -47,9 +47,9 @@ def _ema(y: np.ndarray, beta: float = 0.9) -> np.ndarray:
     return out
 
 
-def _plot_run(ax, run: Run, key: str, linestyle: str) -> bool:
+def _plot_run(ax, run: Run, key: str, linestyle: str) -> tuple[bool, list[np.ndarray]]:
     """One run's curve(s) of ``key``; long training curves EMA-smoothed over the faint raw one
-    (returns whether it smoothed)."""
+    (returns whether it smoothed, and the raw values plotted)."""
     series = _series(run, key)
     color = norm_color(run.is_dyt)
     label = f"{run.norm_label} · {run.name}" + (f" ({len(series)} seeds)" if len(series) > 1 else "")
@@ -60,7 +60,7 @@ def _plot_run(ax, run: Run, key: str, linestyle: str) -> bool:
             y = _ema(y)
         ax.plot(x, y, color=color, ls=linestyle, lw=1.6, label=label if i == 0 else None,
                 marker="o" if len(y) <= 20 else None, ms=3)
-    return smooth
+    return smooth, [y for _, y in series]
 
 
 def _clip_top(series: list[np.ndarray]) -> float | None:
@@ -91,8 +91,9 @@ def loss_curves(pairs: list[Pair], out_dir: Path) -> Path | None:
                 continue
             units.add("fraction" if "accuracy" in key else loss_unit(r, key))
             same_norm = [q for q in runs if q.is_dyt == r.is_dyt]
-            smoothed |= _plot_run(ax, r, key, LINESTYLES[same_norm.index(r) % len(LINESTYLES)])
-            plotted += [y for _, y in _series(r, key)]
+            smooth, values = _plot_run(ax, r, key, LINESTYLES[same_norm.index(r) % len(LINESTYLES)])
+            smoothed |= smooth
+            plotted += values
         top = None if "accuracy" in title.lower() else _clip_top(plotted)
         if top is not None:
             low = min(float(np.min(y)) for y in plotted)

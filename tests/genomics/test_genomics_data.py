@@ -168,18 +168,15 @@ def test_bad_fasta(tmp_path):
     bad = write_fasta(tmp_path / "bad.fa", {"chr1": "ACGT" * 30, "chr9": "ACGTAC-GT"})
     with pytest.raises(SequenceError, match=r"bad\.fa: record chr9: invalid character '-' at position 7"):
         prepare_hg38(fasta=bad, bed=None, download=False, out=out)
-    (tmp_path / "empty.fa").write_text("")
-    with pytest.raises(DataError, match=r"empty\.fa: empty FASTA"):
-        prepare_hg38(fasta=tmp_path / "empty.fa", bed=None, download=False, out=out)
-    (tmp_path / "nohead.fa").write_text("ACGT\n>chr1\nACGT\n")
-    with pytest.raises(DataError, match=r"nohead\.fa: line 1: sequence before the first '>' header"):
-        prepare_hg38(fasta=tmp_path / "nohead.fa", bed=None, download=False, out=out)
-    (tmp_path / "dup.fa").write_text(">a\nACGT\n>a\nACGT\n")
-    with pytest.raises(DataError, match=r"dup\.fa: line 3: duplicate record name 'a'"):
-        prepare_hg38(fasta=tmp_path / "dup.fa", bed=None, download=False, out=out)
-    (tmp_path / "norec.fa").write_text(">a\n>b\nACGT\n")
-    with pytest.raises(DataError, match=r"norec\.fa: record 'a' .* has no sequence"):
-        prepare_hg38(fasta=tmp_path / "norec.fa", bed=None, download=False, out=out)
+    for name, text, message in [
+        ("empty.fa", "", r"empty\.fa: empty FASTA"),
+        ("nohead.fa", "ACGT\n>chr1\nACGT\n", r"nohead\.fa: line 1: sequence before the first '>' header"),
+        ("dup.fa", ">a\nACGT\n>a\nACGT\n", r"dup\.fa: line 3: duplicate record name 'a'"),
+        ("norec.fa", ">a\n>b\nACGT\n", r"norec\.fa: record 'a' .* has no sequence"),
+    ]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(DataError, match=message):
+            prepare_hg38(fasta=tmp_path / name, bed=None, download=False, out=out)
     data = gzip.compress((">a\n" + random_dna(RNG, 50_000) + "\n").encode(), compresslevel=1)
     (tmp_path / "cut.fa.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=r"cut\.fa\.gz: truncated or corrupt gzip"):

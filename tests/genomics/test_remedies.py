@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from tests.support.numerics import assert_close_scaled
 from tests.support.speech_helpers import MICRO_MODEL
 
 from bio_speech_dyt.dyt import DyT
@@ -34,8 +35,8 @@ def test_hyena_embed_gain_scales_the_stream_not_the_head():
     ids = _ids()
     f, e = model.norm_f, model.embedding.weight[ids]
     expected = f.weight * torch.tanh(f.alpha * 3.0 * e) + f.bias
-    assert torch.allclose(model.hidden(ids), expected, rtol=1e-5, atol=1e-6)
-    assert torch.allclose(model(ids), expected @ model.embedding.weight.T, rtol=1e-5, atol=1e-6)
+    assert_close_scaled(model.hidden(ids), expected, rtol=1e-5, msg="hidden with the gain")
+    assert_close_scaled(model(ids), expected @ model.embedding.weight.T, rtol=1e-5, msg="logits with the gain")
     model(ids).sum().backward()
     assert model.embed_gain.grad is not None and model.embed_gain.grad.abs() > 0
 
@@ -50,9 +51,9 @@ def test_caduceus_embed_gain_keeps_ps_equivariance():
         plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "embed_gain"})
         plain.embedding.weight.mul_(2.5)  # the gain is the same as a larger embedding, for the blocks
     x = _ids(30)
-    assert torch.allclose(model.hidden(x), plain.hidden(x), rtol=1e-5, atol=1e-6)
+    assert_close_scaled(model.hidden(x), plain.hidden(x), rtol=1e-5, msg="gain vs a larger embedding")
     logits, logits_rc = model(x), model(reverse_complement_ids(x))
-    assert torch.allclose(logits_rc, logits.flip(1)[..., model.complement], rtol=1e-4, atol=1e-5)
+    assert_close_scaled(logits_rc, logits.flip(1)[..., model.complement], rtol=1e-4, msg="PS logits of RC(x)")
 
 
 def _alphas(model: torch.nn.Module) -> dict[str, float]:
@@ -88,7 +89,7 @@ def test_zero_residual_gain_starts_as_the_embedding_alone():
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in plain.parameters()) + 2 * 2
     ids = _ids()
     f, e = model.norm_f, model.embedding.weight[ids]
-    assert torch.allclose(model.hidden(ids), f.weight * torch.tanh(f.alpha * e) + f.bias, rtol=1e-6, atol=1e-7)
+    assert_close_scaled(model.hidden(ids), f.weight * torch.tanh(f.alpha * e) + f.bias, rtol=1e-6, msg="zero gains")
     model(ids).logsumexp(-1).sum().backward()
     gains = [model.layers[i].gain1.grad for i in range(2)] + [model.layers[i].gain2.grad for i in range(2)]
     assert all(g is not None and g.abs() > 0 for g in gains)

@@ -43,14 +43,6 @@ def hyenadna_cmd(root: Path, *sets: str) -> list[str]:
                         "data.max_length=128", "model.l_max=130", "data.rc_prob=0.5", *sets)
 
 
-def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, rtol: float, msg: str = "") -> None:
-    """Equal within ``rtol`` of the tensor's largest magnitude (elementwise relative error is
-    meaningless near zero; absolute tolerances depend on the values' scale)."""
-    scale = max(expected.abs().max().item(), 1e-12)
-    err = (actual.double() - expected.double()).abs().max().item()
-    assert err <= rtol * scale, f"{msg}: max error {err:.3g} > {rtol:g} x {scale:.3g}"
-
-
 def train_rows(run_dir: Path) -> list[tuple[str, str]]:
     """(step, train_loss) of every training row of metrics.csv."""
     with open(run_dir / "metrics.csv", newline="") as f:
