@@ -13,7 +13,9 @@ Cells live in ``OUT/<stage>/<variant>/<norm>/seed<S>``. A cell whose directory h
 is done and skipped; a pretraining cell that stopped part-way continues from its last checkpoint
 (``--resume``); an evaluation cell starts over. ``.study.log`` in each cell keeps its output and
 ``.study_cell.json`` its command, attempts and accumulated wall time. Paths in the YAML are relative to
-the working directory, as for ``bsd pretrain``. Example studies: ``configs/studies/``.
+the working directory, as for ``bsd pretrain``. ``--only VARIANTS`` and ``--seeds S`` restrict which
+cells run (screen with one seed, confirm with all later); the summary covers every finished cell.
+Example studies: ``configs/studies/``.
 """
 from __future__ import annotations
 
@@ -437,17 +439,37 @@ def plot_curves(cells: list[Cell], spec: StageSpec, summary: dict, path: Path) -
 # -- the whole study ---------------------------------------------------------------------
 
 
+def selected(cells: list[Cell], only: Sequence[str] | None, seeds: Sequence[int] | None) -> list[Cell]:
+    """The cells of the variants in ``only`` (an evaluation's ``scratch`` cells always) and, for the
+    main stage, of the ``seeds``; None selects all. An unknown variant or seed is a ConfigError."""
+    if only is not None:
+        unknown = sorted(set(only) - {c.variant for c in cells} - {"scratch"})
+        if unknown:
+            raise ConfigError(f"--only: {unknown} are not variants of the study ({sorted({c.variant for c in cells})})")
+    if seeds is not None:
+        unknown_seeds = sorted(set(seeds) - {c.seed for c in cells if c.stage != "evaluate"})
+        if unknown_seeds:
+            raise ConfigError(f"--seeds: {unknown_seeds} are not seeds of the study")
+    return [c for c in cells
+            if (only is None or c.variant in only or c.variant == "scratch")
+            and (seeds is None or c.stage == "evaluate" or c.seed in seeds)]
+
+
 def run_study(study: StudyConfig, out: Path, jobs: int = 1, threads: int | None = None,
-              evaluate: bool = True) -> dict:
+              evaluate: bool = True, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> dict:
     """Plan, run (resuming), summarise, report. Returns study.json's data (``failed``: cells that failed).
-    ``evaluate=False`` runs and summarises the main stage only; a later run does the evaluation."""
+    ``evaluate=False`` runs and summarises the main stage only; a later run does the evaluation.
+    ``only`` / ``seeds`` restrict which cells run (a screen before the confirmation); the summary
+    and the report cover every finished cell of the study."""
     threads = threads or study.threads
     main_cells, eval_cells = plan(study, out)
     if not evaluate:
         eval_cells = []
+    to_run = selected(main_cells + eval_cells, only, seeds)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "study.yaml", yaml.safe_dump(to_dict(study), sort_keys=False))
-    failed = run_cells(main_cells, jobs, threads) + run_cells(eval_cells, jobs, threads)
+    failed = (run_cells([c for c in main_cells if c in to_run], jobs, threads)
+              + run_cells([c for c in eval_cells if c in to_run], jobs, threads))
     stages = {study.stage.kind: (main_cells, study.stage)}
     if eval_cells:
         stages["evaluate"] = (eval_cells, study.evaluate)
@@ -498,6 +520,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the cells and their commands, run nothing")
     p.add_argument("--no-evaluate", action="store_true",
                    help="run the main stage only (a later run without it does the evaluation stage)")
+    p.add_argument("--only", type=lambda v: [x for x in v.split(",") if x], metavar="VARIANT[,VARIANT...]",
+                   help="run only these variants' cells (the summary still covers every finished cell)")
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",") if x], metavar="S[,S...]",
+                   help="run only the main stage's cells of these seeds (screen with one, confirm with all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -517,10 +543,11 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / "studies" / study.name
         if args.dry_run:
             main_cells, eval_cells = plan(study, out)
-            for c in main_cells + eval_cells:
+            for c in selected(main_cells + ([] if args.no_evaluate else eval_cells), args.only, args.seeds):
                 print(("done  " if c.done else "todo  ") + shlex.join(_command(c.args)))
             return 0
-        summary = run_study(study, out, jobs=args.jobs, threads=args.threads, evaluate=not args.no_evaluate)
+        summary = run_study(study, out, jobs=args.jobs, threads=args.threads, evaluate=not args.no_evaluate,
+                            only=args.only, seeds=args.seeds)
     except ConfigError as e:
         print(f"bsd study: error: {e}", file=sys.stderr)
         return 2

@@ -65,6 +65,30 @@ def test_best_is_picked_within_the_held_axes(tmp_path):
         plan(_study(tmp_path, {"stage": {"configs": {"dyt": "a"}}, "best_within": ["task"]}), tmp_path)
 
 
+def test_only_and_seeds_select_the_cells_that_run(tmp_path, capsys):
+    from bio_speech_dyt.study import selected
+
+    study = _study(tmp_path, {
+        "seeds": [0, 1, 2],
+        "stage": {"configs": {"layernorm": "l.yaml", "dyt": "d.yaml"}},
+        "variants": {"plain": [], "alpha": {"norms": ["dyt"], "set": ["model.alpha_init=2.0"]}},
+        "evaluate": {"configs": {"dyt": "g.yaml"}, "data": ["gb"], "seeds": [1, 2], "scratch": True}})
+    cells, evaluation = plan(study, tmp_path / "out")
+    picked = selected(cells + evaluation, ["alpha"], [0])
+    assert [(c.stage, c.variant, c.norm, c.seed) for c in picked] == [
+        ("pretrain", "alpha", "dyt", 0), ("evaluate", "alpha", "dyt", 1), ("evaluate", "alpha", "dyt", 2),
+        ("evaluate", "scratch", "dyt", 1), ("evaluate", "scratch", "dyt", 2)]
+    assert selected(cells, None, None) == cells
+    with pytest.raises(ConfigError, match=r"--only: \['nope'\]"):
+        selected(cells, ["nope"], None)
+    with pytest.raises(ConfigError, match=r"--seeds: \[7\]"):
+        selected(cells, None, [7])
+    (tmp_path / "s.yaml").write_text((tmp_path / "study.yaml").read_text())
+    assert main([str(tmp_path / "s.yaml"), "--dry-run", "--only", "plain", "--seeds", "1,2", "--no-evaluate"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 4 and all("seed=1" in ln or "seed=2" in ln for ln in printed)
+
+
 def test_plan_errors_name_the_key(tmp_path):
     bad_norm = {"stage": {"configs": {"layernorm": "a.yaml"}}, "variants": {"x": {"norms": ["dyt"]}}}
     with pytest.raises(ConfigError, match=r"variants.x.norms: \['dyt'\]"):

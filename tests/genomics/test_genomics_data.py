@@ -278,7 +278,7 @@ def test_markov_baselines_learn_structure(tmp_path):
     bed = write_bed(tmp_path / "p.bed", [("c", 0, 48_000, "train"), ("c", 48_000, 60_000, "valid")])
     prepare_hg38(fasta=fasta, bed=bed, download=False, out=tmp_path / "g")
     result = markov_baselines(tmp_path / "g", max_order=4)
-    assert result["baseline_unigram_loss"] == pytest.approx(np.log(4), abs=0.05)
+    assert result["baseline_unigram_loss"] == pytest.approx(np.log(4), rel=0.04, abs=0)
     assert result["baseline_kmer_loss"] < 0.5 and result["baseline_kmer_order"] >= 2
     assert set(result["baseline_losses"]) == set(range(5))
 
@@ -298,6 +298,9 @@ def test_synthetic_genomics(tmp_path):
     assert x.shape == (4000, 200) and task.num_classes == 2 and 0.45 < y.float().mean() < 0.55
     baselines = markov_baselines(tmp_path / "a" / "genome")
     assert baselines["baseline_kmer_loss"] < baselines["baseline_unigram_loss"] - 0.02
+    # the k-mer model's best order stays short: repeat copies too diverged to memorise at order 7-8
+    assert 4 <= baselines["baseline_kmer_order"] <= 6
+    assert prepared.stats["arguments"]["version"] == 2
     prepare_synthetic_genomics(tmp_path / "b", seed=0)
     for name in ("genome/sequences.bed", "gb/labels.json", "genome/genome.fa.gz.fai"):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()

@@ -99,6 +99,6 @@ def test_markov_baselines_real_chr2(real_data, tmp_path):
     prepare_hg38(fasta=real_data / "hg38_sample" / CHR2, bed=bed, download=False, out=tmp_path / "g")
     result = markov_baselines(tmp_path / "g")
     print(result)
-    assert result["baseline_unigram_loss"] == pytest.approx(1.378, abs=0.002)
+    assert result["baseline_unigram_loss"] == pytest.approx(1.378, rel=1.5e-3, abs=0)
     assert result["baseline_kmer_order"] == 6
-    assert result["baseline_kmer_loss"] == pytest.approx(1.327, abs=0.002)
+    assert result["baseline_kmer_loss"] == pytest.approx(1.327, rel=1.5e-3, abs=0)
