@@ -1,6 +1,8 @@
 """``bsd demo``: the whole suite on the embedded default data, small (≤ 15 min on 2 cores).
 
-1. ``bsd prepare synthetic`` (genome, GB-format task, synthesized speech) — reused if present;
+1. ``bsd prepare synthetic`` (genome, GB-format task, synthesized speech) — each part kept if it is
+   up to date (made by the same generator version and seed), refused with a message if an older
+   generator made it;
 2. HyenaDNA-tiny pretraining with LayerNorm and with DyT, then GB fine-tuning of both;
 3. wav2vec 2.0-tiny pretraining with LayerNorm and with DyT, then validation loss of both;
 4. ``bsd report`` over every run, with the paper's norm analysis of the pretrained checkpoints.
@@ -25,10 +27,6 @@ def _step(title: str, run_dir: Path, fn) -> Path:
     return run_dir
 
 
-def _data_ready() -> bool:
-    return all((DATA / p / "stats.json").is_file() for p in ("genome", "gb", "speech"))
-
-
 def run_demo(out: Path = Path("runs/demo")) -> dict:
     from bio_speech_dyt.cli import prepare_synthetic
     from bio_speech_dyt.jobs import pretrain
@@ -37,10 +35,7 @@ def run_demo(out: Path = Path("runs/demo")) -> dict:
 
     t_start = time.perf_counter()
     out = Path(out)
-    if _data_ready():
-        print(f"[demo] reusing prepared data in {DATA}")
-    else:
-        prepare_synthetic(DATA)
+    prepare_synthetic(DATA)
 
     runs: list[Path] = []
     pretrained: list[Path] = []

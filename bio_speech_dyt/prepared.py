@@ -318,6 +318,20 @@ def infer_kind(directory: Path, stats: dict[str, Any]) -> str | None:
     return None
 
 
+def up_to_date(directory: Path, kind: str, arguments: dict[str, Any]) -> bool:
+    """Whether ``directory`` holds a finished ``kind`` prepare made with ``arguments`` whose files
+    have their recorded sizes (what a generator of default data may reuse instead of rebuilding)."""
+    stats = load_stats(Path(directory) / STATS)
+    if stats is None or interrupted(directory) or infer_kind(directory, stats) != kind \
+            or stats.get("arguments") != plain(arguments):
+        return False
+    try:
+        verify_files(directory, stats)
+    except NotPreparedError:
+        return False
+    return True
+
+
 def verify_files(directory: Path, stats: dict[str, Any], *, checksums: bool = False) -> None:
     """Check the files ``stats.json`` lists (sizes; SHA-256 too with ``checksums``)."""
     for name, expected in stats.get("files", {}).items():

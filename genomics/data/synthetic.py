@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bio_speech_dyt.prepared import preparing
+from bio_speech_dyt.prepared import preparing, up_to_date
 from genomics.data.gb import KIND as GB
 from genomics.data.gb import TaskSplit, write_task
 from genomics.data.gb_sources import Example
@@ -185,9 +185,15 @@ def make_task(seed: int = 0) -> tuple[dict[str, TaskSplit], list[str]]:
 
 def prepare_synthetic_genomics(out: Path, seed: int = 0) -> None:
     """Write ``out/genome`` (hg38-style) and ``out/gb`` (GenomicBenchmarks-style) from ``seed``; each
-    under its folder's prepare lock (the genome's source FASTA is written inside it, as a dotfile)."""
+    under its folder's prepare lock (the genome's source FASTA is written inside it, as a dotfile).
+    A part already made by this generator version with this seed is kept; one made by another is
+    refused (OccupiedError naming what differs)."""
     out = Path(out)
     generator = {"generator": "synthetic genome", "seed": seed, "version": GENERATOR_VERSION}
+    task_generator = {**generator, "generator": "synthetic promoters"}
+    if up_to_date(out / "genome", HG38, generator) and up_to_date(out / "gb", GB, task_generator):
+        print(f"{out}: synthetic genome and task up to date (generator version {GENERATOR_VERSION}, seed {seed}), kept")
+        return
     with preparing(out / "genome", HG38, generator):
         source = out / "genome" / ".synthetic-genome.fa.gz"
         try:
@@ -195,7 +201,7 @@ def prepare_synthetic_genomics(out: Path, seed: int = 0) -> None:
             prepare_hg38(fasta=source, bed=None, download=False, out=out / "genome", seed=seed)
         finally:
             source.unlink(missing_ok=True)
-    with preparing(out / "gb", GB, {**generator, "generator": "synthetic promoters"}):
+    with preparing(out / "gb", GB, task_generator):
         splits, classes = make_task(seed)
         write_task(out / "gb", TASK, splits, classes, max_length=TASK_MAX_LENGTH,
                    extra_stats={"source": f"synthetic (seed {seed})", "source_kind": "synthetic", "seed": seed})

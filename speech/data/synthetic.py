@@ -30,7 +30,7 @@ import soundfile as sf
 
 from bio_speech_dyt.io import atomic_path, write_text
 from speech.data.audio import SAMPLE_RATE
-from bio_speech_dyt.prepared import preparing
+from bio_speech_dyt.prepared import load_stats, preparing, up_to_date
 from speech.data.prepare import KIND, prepare_librispeech
 
 #: vowel formant targets F1, F2, F3 in Hz (adult averages)
@@ -177,11 +177,15 @@ def make_synthetic_speech(
     seconds: tuple[float, float] = (2.2, 4.5), valid_fraction: float = 0.2,
 ) -> dict:
     """Write the corpus under ``out/LibriSpeech`` and its manifests into ``out``; returns stats.
-    The whole of it runs under ``out``'s prepare lock (a concurrent run never mixes its audio in)."""
+    The whole of it runs under ``out``'s prepare lock (a concurrent run never mixes its audio in).
+    A finished corpus made with the same arguments is kept as it is."""
     out = Path(out)
     arguments = {"generator": "synthetic speech", "seed": seed, "num_speakers": num_speakers,
                  "utterances_per_speaker": utterances_per_speaker, "seconds": list(seconds),
                  "valid_fraction": valid_fraction}
+    if up_to_date(out, KIND, arguments):
+        print(f"{out}: synthetic speech up to date, kept")
+        return load_stats(out / "stats.json")
     with preparing(out, KIND, arguments):
         _write_corpus(out / "LibriSpeech" / SUBSET, seed, num_speakers, utterances_per_speaker, seconds)
         return prepare_librispeech(root=out / "LibriSpeech", valid_fraction=valid_fraction, seed=seed, out=out)

@@ -11,7 +11,7 @@ import torch
 from tests.support.genomics_helpers import random_dna, write_bed, write_fasta
 
 from bio_speech_dyt.cli import main as bsd
-from bio_speech_dyt.prepared import DataError, NotPreparedError
+from bio_speech_dyt.prepared import DataError, NotPreparedError, OccupiedError
 from genomics.data.baselines import markov_baselines
 from genomics.data.fasta import GENOME_FASTA
 from genomics.data.hg38 import open_genome, prepare_hg38
@@ -309,3 +309,14 @@ def test_synthetic_genomics(tmp_path):
     assert json.loads((tmp_path / "a/gb/stats.json").read_text())["splits"]["test"]["total"] == 1000
     with np.load(tmp_path / "a/gb/train.npz") as a, np.load(tmp_path / "b/gb/train.npz") as b:
         np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
+    fasta = tmp_path / "a/genome/genome.fa.gz"
+    before = fasta.stat().st_mtime_ns
+    prepare_synthetic_genomics(tmp_path / "a", seed=0)  # made by this version with this seed: kept
+    assert fasta.stat().st_mtime_ns == before
+    stats_path = tmp_path / "a/genome/stats.json"
+    stats = json.loads(stats_path.read_text())
+    stats["arguments"]["version"] = 1  # as an older generator recorded it
+    stats_path.write_text(json.dumps(stats))
+    with pytest.raises(OccupiedError, match=r"other arguments \(version: 1 there, 2 now\); remove it"):
+        prepare_synthetic_genomics(tmp_path / "a", seed=0)
+    assert fasta.stat().st_mtime_ns == before
