@@ -51,7 +51,7 @@ def pretrain(config_path: str | Path, overrides: Sequence[str] = (), out: str | 
 
 
 def load_checkpoint_model(ckpt_path: str | Path):
-    """Rebuild the model of any pretraining checkpoint for analysis: ``(cfg, model, forward)``
+    """Rebuild the model of any pretraining or fine-tuning checkpoint for analysis: ``(cfg, model, forward)``
     where ``forward()`` feeds the model one real batch (the task's ``analysis_inputs``)."""
     raw = checkpoint_config(ckpt_path)
     task = get_task(raw.get("task"), where=f"{ckpt_path} (hyper_parameters.config)")

@@ -32,7 +32,7 @@ def _tasks() -> list[Task]:
                           loss_unit="nats/token", reports=PRETRAIN_REPORTS, restore=_restore,
                           analysis_inputs=pretrain.analysis_inputs))
         tasks.append(Task(f"{name}_gb", "genomics", "evaluate", gb_eval.CONFIGS[f"{name}_gb"], gb_eval.run,
-                          loss_unit="nats/sequence", reports=GB_REPORTS))
+                          loss_unit="nats/sequence", reports=GB_REPORTS, analysis_inputs=gb_eval.analysis_inputs))
     return tasks
 
 

@@ -200,6 +200,27 @@ def results_table(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def analysis_inputs(cfg, ckpt_path: Path):
+    """A fine-tuned classifier (eval mode) from one of a run's ``TASK/seedN/checkpoints/*.ckpt`` and
+    a forward pass over the first 64 test sequences of its (first) task, for the report's norm
+    analysis of the fine-tuned model."""
+    import torch
+
+    task = load_tasks(cfg)[0]
+    spec = spec_for(cfg.model)
+    model = SequenceClassifier(spec.build(spec.sized_for(cfg.model, task.max_length, cfg.checkpoint)),
+                               task.num_classes, cfg.head.mask_padding, cfg.head.conjoin)
+    load_weights(model, ckpt_path)
+    model.eval()
+    ids = torch.as_tensor(task.split("test")[0][:64])
+
+    def forward():
+        with torch.no_grad():
+            return model(ids)
+
+    return model, forward
+
+
 def load_tasks(cfg) -> list:
     from genomics.data.gb import GBTask
 

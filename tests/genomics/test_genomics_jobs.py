@@ -73,6 +73,11 @@ def test_gb_from_scratch_two_seeds(synthetic, tmp_path):
     assert [r["seed"] for r in m["per_seed"]] == [1, 2] and "test_accuracy_std" in m
     assert set(m["valid_curve"]) == {"1", "2"}
     assert "synthetic_promoters" in (tmp_path / "gb" / "results.md").read_text()
+    # the fine-tuned model's norm analysis (the report's --analyze), from a seed's best checkpoint
+    cfg, model, forward = load_checkpoint_model(tmp_path / "gb" / "synthetic_promoters" / "seed2" / "checkpoints" / "best.ckpt")
+    assert cfg.task == "caduceus_gb" and forward().shape == (64, 2)
+    assert [n for n, m in model.named_modules() if type(m).__name__ == "DyT"] == [
+        "backbone.layers.0.norm", "backbone.layers.1.norm", "backbone.norm_f"]
 
 
 def test_gb_from_pretraining_checkpoint(synthetic, tmp_path):
