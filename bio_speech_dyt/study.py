@@ -95,8 +95,9 @@ class StudyConfig:
     best_within: list[str] = dataclasses.field(default_factory=list)  # grid axes held fixed when picking the best
     threads: int = 1  # OMP_NUM_THREADS of every cell
     report: bool = True  # hand the run directories to bsd report
-    # ... with --analyze on each pretraining (variant, norm)'s first seed: its last checkpoint, all its
-    # periodic ones (the norm inputs' scale and DyT's saturated share over training), or none
+    # ... with --analyze on each (variant, norm)'s first seed: a pretraining's last checkpoint, all its
+    # periodic ones (the norm inputs' scale and DyT's saturated share over training), or none; a
+    # GenomicBenchmarks cell's best checkpoint (of its first task and seed) unless none
     analyze: str = "last"  # last | all | none
 
 
@@ -497,14 +498,18 @@ def _report(study: StudyConfig, cells: list[Cell], out: Path, threads: int) -> i
     if not runs:
         return 0
     args = ["report", *runs, "--out", str(out / "report")]
-    if study.analyze != "none" and study.stage.kind == "pretrain":
+    if study.analyze != "none":
         firsts: dict[tuple[str, str], Cell] = {}
         for c in cells:
-            if c.stage == "pretrain" and c.done and (c.variant, c.norm) not in firsts:
+            if c.stage == study.stage.kind and c.done and (c.variant, c.norm) not in firsts:
                 firsts[(c.variant, c.norm)] = c
-        pattern = "last.ckpt" if study.analyze == "last" else "step*.ckpt"
         for c in firsts.values():
-            args += [a for ckpt in sorted((c.run_dir / "checkpoints").glob(pattern)) for a in ("--analyze", str(ckpt))]
+            if study.stage.kind == "pretrain":
+                pattern = "last.ckpt" if study.analyze == "last" else "step*.ckpt"
+                ckpts = sorted((c.run_dir / "checkpoints").glob(pattern))
+            else:  # a fine-tuning's selected model: its first task and seed's best checkpoint
+                ckpts = sorted(c.run_dir.glob("*/seed*/checkpoints/best.ckpt"))[:1]
+            args += [a for ckpt in ckpts for a in ("--analyze", str(ckpt))]
     with open(out / "report.log", "w") as log:
         rc = subprocess.run(_command(args), stdout=log, stderr=subprocess.STDOUT, env=_env(threads)).returncode
     if rc:

@@ -89,6 +89,27 @@ def test_only_and_seeds_select_the_cells_that_run(tmp_path, capsys):
     assert len(printed) == 4 and all("seed=1" in ln or "seed=2" in ln for ln in printed)
 
 
+def test_report_analyses_each_gb_cells_first_best_checkpoint(tmp_path, monkeypatch):
+    import subprocess
+
+    from bio_speech_dyt import study as study_mod
+
+    study = _study(tmp_path, {"seeds": [1, 2], "stage": {
+        "kind": "genomic-benchmarks", "configs": {"rmsnorm": "r.yaml", "dyt": "d.yaml"}, "data": ["gb"]}})
+    cells, _ = plan(study, tmp_path / "out")
+    for c in cells:
+        for task in ("a_task", "b_task"):
+            (c.run_dir / task / f"seed{c.seed}" / "checkpoints").mkdir(parents=True)
+            (c.run_dir / task / f"seed{c.seed}" / "checkpoints" / "best.ckpt").touch()
+        (c.run_dir / "metrics.json").write_text("{}")
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args) or subprocess.CompletedProcess(args, 0))
+    assert study_mod._report(study, cells, tmp_path / "out", 1) == 0
+    analysed = [a for prev, a in zip(calls[0], calls[0][1:]) if prev == "--analyze"]
+    gb = tmp_path / "out" / "genomic-benchmarks" / "plain"
+    assert analysed == [str(gb / n / "seed1" / "a_task" / "seed1" / "checkpoints" / "best.ckpt") for n in ("rmsnorm", "dyt")]
+
+
 def test_plan_errors_name_the_key(tmp_path):
     bad_norm = {"stage": {"configs": {"layernorm": "a.yaml"}}, "variants": {"x": {"norms": ["dyt"]}}}
     with pytest.raises(ConfigError, match=r"variants.x.norms: \['dyt'\]"):
