@@ -6,9 +6,9 @@ of ``bsd prepare genomic-benchmarks``), in seconds, ~0.7 MB on disk.
 
 Genome (two chromosomes, 2 Mb): an order-3 Markov background whose GC content follows 50-kb
 isochores (GC 34% or 56%, as human L1 / H3 isochores) and which depletes CpG, with CpG islands;
-soft-masked interspersed repeats (four families, copies 10–30% diverged, either strand); micro- and minisatellites (periods 1–6 and 12–48);
-segmental duplications (copies of 1–5 kb from up to 60 kb upstream); N gaps at each chromosome
-start and one inside. A k-mer model beats the base frequencies (Markov background), and a model
+soft-masked interspersed repeats (four families, copies 10–30% diverged, either strand); micro- and
+minisatellites (periods 1–6 and 12–48); segmental duplications (copies of 1–5 kb from up to 60 kb
+upstream); N gaps at each chromosome start and one inside. A k-mer model beats the base frequencies (Markov background), and a model
 with long context beats the k-mer model (the isochore read from hundreds of bases, periods > 8,
 duplications). Measured: unigram 1.378, best k-mer (order 6) 1.347 nats/base; HyenaDNA-tiny with
 LayerNorm, 300 steps of the CPU config: 1.343. (With isochores of GC 38% / 50% and repeats 2–15%
@@ -22,8 +22,9 @@ depleted); negatives are isochore background (40%), carry one box only (40%), or
 wrong order or spacing (20%); 4% of labels are flipped (ceiling ~96%). Composition alone separates
 about three quarters; the rest needs the motifs and their order. Measured (generator version 1):
 HyenaDNA d64 from scratch, 4 epochs on 2 CPU cores, seed 1: 72.2% test accuracy with LayerNorm and
-with DyT; version 2, ``bsd demo`` (fine-tuning its 300-step checkpoints): 72.5% (LayerNorm), 71.9% (DyT). (Without
-the CpG-island positives the task took LayerNorm 8 epochs to reach 60%, too slow for the demo.)
+with DyT; version 2, ``bsd demo`` (fine-tuning its 300-step checkpoints): 72.5% (LayerNorm), 71.9%
+(DyT). (Without the CpG-island positives the task took LayerNorm 8 epochs to reach 60%, too slow
+for the demo.)
 """
 from __future__ import annotations
 
