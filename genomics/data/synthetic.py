@@ -8,11 +8,12 @@ Genome (two chromosomes, 2 Mb): an order-3 Markov background whose GC content fo
 isochores (GC 34% or 56%, as human L1 / H3 isochores) and which depletes CpG, with CpG islands;
 soft-masked interspersed repeats (four families, copies 10–30% diverged, either strand); micro- and
 minisatellites (periods 1–6 and 12–48); segmental duplications (copies of 1–5 kb from up to 60 kb
-upstream); N gaps at each chromosome start and one inside. A k-mer model beats the base frequencies (Markov background), and a model
-with long context beats the k-mer model (the isochore read from hundreds of bases, periods > 8,
-duplications). Measured: unigram 1.378, best k-mer (order 6) 1.347 nats/base; HyenaDNA-tiny with
-LayerNorm, 300 steps of the CPU config: 1.343. (With isochores of GC 38% / 50% and repeats 2–15%
-diverged, the k-mer model memorised the repeat families at order 7–8 and stayed ahead of it.)
+upstream); N gaps at each chromosome start and one inside. A k-mer model beats the base frequencies
+(Markov background), and a model with long context beats the k-mer model (the isochore read from
+hundreds of bases, periods > 8, duplications). Measured: unigram 1.378, best k-mer (order 6) 1.347
+nats/base; HyenaDNA-tiny with LayerNorm, 300 steps of the CPU config: 1.343. (With isochores of GC
+38% / 50% and repeats 2–15% diverged, the k-mer model memorised the repeat families at order 7–8 and
+stayed ahead of it.)
 
 Task ``synthetic_promoters`` (negative/positive, 170–200 bp, max_length 200): positives carry a
 CCAAT-like box followed 30–50 bp downstream by a TATA-like box, each sampled from a position
