@@ -26,6 +26,7 @@ residual stream); upstream's unfused path, like ours, takes the first half.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import math
 from typing import Union
 
@@ -55,6 +56,9 @@ class CaduceusConfig:
     norm: NormKind = "rmsnorm"
     alpha_init: Union[float, dict[str, float]] = 0.5  # or per role: attention | other | final | default
     alpha_overrides: dict[str, float] = dataclasses.field(default_factory=dict)  # module path pattern -> alpha0
+    # norm paths (fnmatch: ``layers.<i>.norm``, ``norm_f``) that keep the native RMSNorm under
+    # ``norm: dyt``: the ablation that changes DyT back at one place only
+    keep_norms: list[str] = dataclasses.field(default_factory=list)
     norm_eps: float = 1e-5
     initializer_range: float = 0.02
     # a learnable scalar on the embedding's output (both strands; not the tied LM head), init
@@ -106,9 +110,9 @@ class Block(nn.Module):
     role is ``attention``: it feeds the sequence mixer (there is no MLP, so no ``other`` norm).
     ``swap_strands`` (``rcps_fused_add_norm``): swap the channel halves of ``residual`` first."""
 
-    def __init__(self, cfg: CaduceusConfig):
+    def __init__(self, cfg: CaduceusConfig, native_norm: bool = False):
         super().__init__()
-        mixer, norm = BiMamba(cfg), _norm(cfg, "attention")
+        mixer, norm = BiMamba(cfg), _norm(cfg, "attention", native_norm)
         self.mixer = RCPS(mixer) if cfg.rcps else mixer
         self.norm = RCPS(norm) if cfg.rcps else norm
         self.swap_strands = cfg.rcps and cfg.rcps_fused_add_norm
@@ -121,10 +125,23 @@ class Block(nn.Module):
         return self.mixer(self.norm(residual)), residual
 
 
-def _norm(cfg: CaduceusConfig, role: str) -> nn.Module:
+def _norm(cfg: CaduceusConfig, role: str, native: bool = False) -> nn.Module:
     # bias only where the norm kind has one natively (DyT replacing RMSNorm: none)
-    return make_norm(cfg.norm, cfg.d_model, alpha_init=cfg.alpha_init, role=role, eps=cfg.norm_eps,
-                     bias=cfg.norm != "dyt")
+    kind = "rmsnorm" if native else cfg.norm
+    return make_norm(kind, cfg.d_model, alpha_init=cfg.alpha_init, role=role, eps=cfg.norm_eps,
+                     bias=kind != "dyt")
+
+
+def _kept_norms(cfg: CaduceusConfig) -> set[str]:
+    """The norm paths ``cfg.keep_norms`` selects (none unless ``norm: dyt``); a pattern that
+    matches no norm is an error, as a typo would otherwise run the unablated model."""
+    paths = [f"layers.{i}.norm" for i in range(cfg.n_layer)] + ["norm_f"]
+    unused = [p for p in cfg.keep_norms if not any(fnmatch.fnmatchcase(n, p) for n in paths)]
+    if unused:
+        raise ValueError(f"keep_norms pattern(s) {unused} match no norm; norm paths: {', '.join(paths)}")
+    if cfg.norm != "dyt":
+        return set()
+    return {n for n in paths if any(fnmatch.fnmatchcase(n, p) for p in cfg.keep_norms)}
 
 
 class Caduceus(nn.Module):
@@ -136,8 +153,9 @@ class Caduceus(nn.Module):
         self.cfg = cfg
         self.feature_dim = cfg.d_model
         self.embedding = nn.Embedding(cfg.padded_vocab_size, cfg.d_model)
-        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        norm_f = _norm(cfg, "final")
+        kept = _kept_norms(cfg)
+        self.layers = nn.ModuleList(Block(cfg, f"layers.{i}.norm" in kept) for i in range(cfg.n_layer))
+        norm_f = _norm(cfg, "final", "norm_f" in kept)
         self.norm_f = RCPS(norm_f) if cfg.rcps else norm_f
         self.lm_bias = nn.Parameter(torch.zeros(cfg.padded_vocab_size)) if cfg.rcps and cfg.lm_bias else None
         self.register_buffer("complement", complement_ids(torch.arange(cfg.padded_vocab_size)), persistent=False)

@@ -2,6 +2,7 @@
 included) in all three models, and the zero-initialised residual gain."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -107,3 +108,29 @@ def test_hyena_final_norm_ablation_swaps_only_the_final_norm():
     x = 3.0 * torch.randn(2, 5, 16, dtype=torch.float64)
     ref = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + 1e-5)
     torch.testing.assert_close(model.norm_f.double()(x), ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("rcps", [False, True])
+def test_caduceus_keep_norms_keeps_rmsnorm_only_where_asked(rcps):
+    """``keep_norms: [layers.0.norm]`` with ``norm: dyt``: the first block's norm stays an RMSNorm
+    (inside the RCPS wrapper for PS, which stays RC-equivariant), every other norm is a DyT."""
+    torch.manual_seed(0)
+    model = Caduceus(CaduceusConfig(rcps=rcps, norm="dyt", keep_norms=["layers.0.norm"], **CADUCEUS)).eval()
+    kinds = {name: type(m) for name, m in model.named_modules() if isinstance(m, (DyT, torch.nn.RMSNorm))}
+    first = "layers.0.norm.submodule" if rcps else "layers.0.norm"
+    assert kinds.pop(first) is torch.nn.RMSNorm
+    assert len(kinds) == CADUCEUS["n_layer"] and set(kinds.values()) == {DyT}
+    x = 0.03 * torch.randn(2, 5, 16, dtype=torch.float64)
+    ref = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
+    norm = model.layers[0].norm.submodule if rcps else model.layers[0].norm
+    torch.testing.assert_close(copy.deepcopy(norm).double()(x), ref, rtol=1e-10, atol=1e-10)
+    if rcps:
+        ids = _ids(30)
+        logits, logits_rc = model(ids), model(reverse_complement_ids(ids))
+        assert_close_scaled(logits_rc, logits.flip(1)[..., model.complement], rtol=1e-4, msg="PS logits of RC(x)")
+    # under the native norm the option selects nothing; a pattern that matches no norm is an error
+    native = Caduceus(CaduceusConfig(rcps=rcps, keep_norms=["norm_f"], **CADUCEUS))
+    assert not any(isinstance(m, DyT) for m in native.modules())
+    with pytest.raises(ValueError, match=r"keep_norms pattern\(s\) \['layer.0.norm'\] match no norm; norm paths: "
+                                         r"layers.0.norm, layers.1.norm, norm_f"):
+        Caduceus(CaduceusConfig(norm="dyt", keep_norms=["layer.0.norm"], **CADUCEUS))
