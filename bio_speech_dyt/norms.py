@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from bio_speech_dyt.dyt import DyT
+from bio_speech_dyt.scaled_dyt import ScaledDyT
 
 NormKind = Literal["layernorm", "rmsnorm", "dyt"]
 NORM_KINDS = ("layernorm", "rmsnorm", "dyt")
@@ -82,15 +83,19 @@ def make_norm(
     eps: float = 1e-5,
     bias: bool = True,
     channels_last: bool = True,
+    input_scale: str = "none",
     device=None,
     dtype=None,
 ) -> nn.Module:
     """Build a norm over ``dim`` channels.
 
     ``bias`` applies to LayerNorm and DyT (RMSNorm never has one; a DyT replacing an RMSNorm
-    should be built with ``bias=False``).
+    should be built with ``bias=False``). ``input_scale`` (DyT only): ``none``, or ``batch`` /
+    ``token`` for the :class:`~bio_speech_dyt.scaled_dyt.ScaledDyT` ablation.
     """
     factory = {"device": device, "dtype": dtype}
+    if input_scale != "none" and kind != "dyt":
+        raise ValueError(f"input_scale {input_scale!r} applies to DyT only, not to {kind!r}")
     if kind == "layernorm":
         if not channels_last:
             raise ValueError("layernorm here normalises the last dimension; use channels_last=True")
@@ -99,6 +104,9 @@ def make_norm(
         if not channels_last:
             raise ValueError("rmsnorm here normalises the last dimension; use channels_last=True")
         return nn.RMSNorm(dim, eps=eps, **factory)
+    if kind == "dyt" and input_scale != "none":
+        return ScaledDyT(dim, scope=input_scale, eps=eps, alpha_init=resolve_alpha(alpha_init, role),
+                         channels_last=channels_last, bias=bias, **factory)
     if kind == "dyt":
         return DyT(dim, alpha_init=resolve_alpha(alpha_init, role), channels_last=channels_last, bias=bias, **factory)
     raise ValueError(f"unknown norm {kind!r}; choose one of {NORM_KINDS}")

@@ -81,11 +81,13 @@ def _hook(rec: LayerRecord, keep_samples: bool, generator: torch.Generator) -> C
         if isinstance(residual, Tensor):  # mamba-style norms add the residual first
             x = x + residual
         x = x.detach().float()
+        # what tanh sees: a ScaledDyT divides its input by an RMS first (the std stays the raw input's)
+        scaled = module.scale_input(x) if hasattr(module, "scale_input") else x
         if rec.kind == "dyt" and not getattr(module, "channels_last", True):
-            x = x.movedim(1, -1)
+            x, scaled = x.movedim(1, -1), scaled.movedim(1, -1)
         x = x.reshape(-1, x.shape[-1])
         if rec.kind == "dyt":
-            ax = module.alpha.detach().float().reshape(-1)[0] * x
+            ax = module.alpha.detach().float().reshape(-1)[0] * scaled.reshape(-1, x.shape[-1])
             rec.saturated += int((ax.abs() > SATURATION).sum())
             rec.total += ax.numel()
             rec.sum_x += float(x.double().sum())

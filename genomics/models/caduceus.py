@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-from typing import Union
+from typing import Literal, Union
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +59,9 @@ class CaduceusConfig:
     # norm paths (fnmatch: ``layers.<i>.norm``, ``norm_f``) that keep the native RMSNorm under
     # ``norm: dyt``: the ablation that changes DyT back at one place only
     keep_norms: list[str] = dataclasses.field(default_factory=list)
+    # ``norm: dyt`` only, an ablation beyond the paper: ``batch`` / ``token`` divide each DyT's input
+    # by its RMS over the whole input / per token first (bio_speech_dyt.scaled_dyt.ScaledDyT)
+    dyt_input_scale: Literal["none", "batch", "token"] = "none"
     norm_eps: float = 1e-5
     initializer_range: float = 0.02
     # a learnable scalar on the embedding's output (both strands; not the tied LM head), init
@@ -128,8 +131,10 @@ class Block(nn.Module):
 def _norm(cfg: CaduceusConfig, role: str, native: bool = False) -> nn.Module:
     # bias only where the norm kind has one natively (DyT replacing RMSNorm: none)
     kind = "rmsnorm" if native else cfg.norm
+    if cfg.dyt_input_scale != "none" and cfg.norm != "dyt":
+        raise ValueError(f"model.dyt_input_scale: {cfg.dyt_input_scale!r} needs model.norm: dyt (got {cfg.norm!r})")
     return make_norm(kind, cfg.d_model, alpha_init=cfg.alpha_init, role=role, eps=cfg.norm_eps,
-                     bias=kind != "dyt")
+                     bias=kind != "dyt", input_scale=cfg.dyt_input_scale if kind == "dyt" else "none")
 
 
 def _kept_norms(cfg: CaduceusConfig) -> set[str]:

@@ -134,3 +134,19 @@ def test_caduceus_keep_norms_keeps_rmsnorm_only_where_asked(rcps):
     with pytest.raises(ValueError, match=r"keep_norms pattern\(s\) \['layer.0.norm'\] match no norm; norm paths: "
                                          r"layers.0.norm, layers.1.norm, norm_f"):
         Caduceus(CaduceusConfig(norm="dyt", keep_norms=["layer.0.norm"], **CADUCEUS))
+
+
+def test_caduceus_dyt_input_scale_builds_scaled_dyts_with_their_alpha():
+    """``dyt_input_scale: batch`` makes every DyT a ScaledDyT (alpha_overrides still apply); it
+    needs ``norm: dyt``."""
+    from bio_speech_dyt.scaled_dyt import ScaledDyT
+
+    model = Caduceus(CaduceusConfig(norm="dyt", dyt_input_scale="batch", alpha_init=1.0,
+                                    alpha_overrides={"layers.0.norm": 3.0}, **CADUCEUS))
+    dyts = {name: m for name, m in model.named_modules() if isinstance(m, DyT)}
+    assert set(dyts) == {"layers.0.norm", "layers.1.norm", "norm_f"}
+    assert all(isinstance(m, ScaledDyT) and m.scope == "batch" for m in dyts.values())
+    assert [float(m.alpha) for m in dyts.values()] == [3.0, 1.0, 1.0]
+    assert torch.isfinite(model(_ids())).all()
+    with pytest.raises(ValueError, match=r"model.dyt_input_scale: 'token' needs model.norm: dyt \(got 'rmsnorm'\)"):
+        Caduceus(CaduceusConfig(dyt_input_scale="token", **CADUCEUS))
