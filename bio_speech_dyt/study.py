@@ -7,7 +7,8 @@ no domain. An optional ``evaluate`` stage fine-tunes (GenomicBenchmarks) or scor
 pretraining checkpoints of chosen variants, GB also from scratch. Then ``bsd report`` gets every run
 directory, and the study writes its own summary: ``study.md`` / ``study.json`` (mean ± std over seeds
 per stage, variant and norm, with steps and wall time) and ``study_<stage>_curves.png`` (the stage's
-metric against the step, mean over seeds).
+metric against the step, mean over seeds, where its runs log it) and ``study_<stage>_seeds.png`` (every
+cell's final value, mean ± std).
 
 Cells live in ``OUT/<stage>/<variant>/<norm>/seed<S>``. A cell whose directory holds ``metrics.json``
 is done and skipped; a pretraining cell that stopped part-way continues from its last checkpoint
@@ -437,6 +438,37 @@ def plot_curves(cells: list[Cell], spec: StageSpec, summary: dict, path: Path) -
     return path
 
 
+def plot_seeds(summary: dict, path: Path) -> Path | None:
+    """Every finished cell's final metric, one row per (variant, norm): the seeds as dots, mean ± std
+    as a bar, each variant's non-DyT mean as a dashed tick: the spread that decides a small gap
+    (the only picture of a stage whose runs log no curve of the metric, such as GB fine-tuning)."""
+    from matplotlib.figure import Figure
+
+    from bio_speech_dyt.report.style import BASELINE_COLOR, norm_color, save
+
+    rows = [r for r in summary["rows"] if r["mean"] is not None]
+    if not rows:
+        return None
+    fig = Figure(figsize=(9, 1.2 + 0.32 * len(rows)))
+    ax = fig.subplots()
+    for y, r in enumerate(rows):
+        colour = norm_color(r["norm"] == "dyt")
+        values = [v for v in r["per_seed"].values() if v is not None]
+        ax.errorbar(r["mean"], y, xerr=r["std"] if len(values) > 1 else None, fmt="o", color=colour, capsize=3)
+        ax.scatter(values, [y] * len(values), s=12, color=colour, alpha=0.5, zorder=3)
+        base = r.get("vs_baseline")
+        if base and base["variant"] == r["variant"]:
+            ax.plot([r["mean"] - base["difference"]] * 2, [y - 0.35, y + 0.35], color=BASELINE_COLOR, linestyle="--")
+    ax.set_yticks(range(len(rows)), [f"{r['variant']} / {r['norm']} (n={r['done']})" for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    better = "lower" if summary["goal"] == "min" else "higher"
+    ax.set_xlabel(f"{summary['metric']} ({better} is better)")
+    ax.set_title("per seed (dots), mean ± std (bars); dashed: the same variant's non-DyT mean", fontsize=9)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return save(fig, path)
+
+
 # -- the whole study ---------------------------------------------------------------------
 
 
@@ -478,9 +510,10 @@ def run_study(study: StudyConfig, out: Path, jobs: int = 1, threads: int | None 
                      "failed": [str(c.run_dir) for c in failed]}
     for name, (cells, spec) in stages.items():
         summary["stages"][name] = s = summarise(cells, spec, study.best_within if name != "evaluate" else ())
-        plot = plot_curves(cells, spec, s, out / f"study_{name}_curves.png")
-        if plot is not None:
-            summary["plots"].append(plot.name)
+        for plot in (plot_curves(cells, spec, s, out / f"study_{name}_curves.png"),
+                     plot_seeds(s, out / f"study_{name}_seeds.png")):
+            if plot is not None:
+                summary["plots"].append(plot.name)
     md = summary_markdown(study.name, summary["stages"])
     md += "".join(f"\n![{p}]({p})\n" for p in summary["plots"])
     write_text(out / "study.md", md)

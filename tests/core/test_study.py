@@ -166,6 +166,8 @@ def test_tiny_study_end_to_end_and_resume(tmp_path):
     assert summary["stages"]["pretrain"]["references"]["baseline_kmer_loss"] > 0
     assert summary["stages"]["evaluate"]["rows"][0]["done"] == 1 and summary["report"] == 0
     assert "| plain | dyt | 1/1 |" in (out / "study.md").read_text() and (out / "study_pretrain_curves.png").is_file()
+    assert summary["plots"] == ["study_pretrain_curves.png", "study_pretrain_seeds.png", "study_evaluate_seeds.png"]
+    assert all((out / p).is_file() and (out / p).read_bytes()[:4] == b"\x89PNG" for p in summary["plots"])
     assert (out / "report" / "report.md").is_file()
 
     # the DyT cell loses its result part-way and the study is rerun with more steps: that cell resumes from
