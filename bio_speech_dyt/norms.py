@@ -104,9 +104,9 @@ def make_norm(
         if not channels_last:
             raise ValueError("rmsnorm here normalises the last dimension; use channels_last=True")
         return nn.RMSNorm(dim, eps=eps, **factory)
-    if kind == "dyt" and input_scale != "none":
-        return ScaledDyT(dim, scope=input_scale, eps=eps, alpha_init=resolve_alpha(alpha_init, role),
-                         channels_last=channels_last, bias=bias, **factory)
     if kind == "dyt":
-        return DyT(dim, alpha_init=resolve_alpha(alpha_init, role), channels_last=channels_last, bias=bias, **factory)
+        dyt = dict(alpha_init=resolve_alpha(alpha_init, role), channels_last=channels_last, bias=bias, **factory)
+        if input_scale != "none":
+            return ScaledDyT(dim, scope=input_scale, eps=eps, **dyt)
+        return DyT(dim, **dyt)
     raise ValueError(f"unknown norm {kind!r}; choose one of {NORM_KINDS}")

@@ -12,9 +12,8 @@ can tell which one a DyT-vs-RMSNorm gap is:
 
 With ``batch`` a sample's output depends on the batch it is in (as BatchNorm's does in training
 mode): right for a diagnostic, not for a deployed model. Gradients flow through the statistic, as
-through RMSNorm's. With a unit-RMS input, alpha0 ~ 1
-keeps the output near RMSNorm's unit scale. No library has this layer (it exists for the parity
-study's ablation), hence written here.
+through RMSNorm's. With a unit-RMS input, alpha0 ~ 1 keeps the output near RMSNorm's unit scale.
+No library has this layer (it exists for the parity study's ablation), hence written here.
 """
 from __future__ import annotations
 
