@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from bio_speech_dyt.dyt import DyT
 from bio_speech_dyt.norms import AlphaInit, alpha_for
+from bio_speech_dyt.scaled_dyt import SCOPES, ScaledDyT
 
 __all__ = ["convert_norms", "classify_norm", "ConversionReport", "SwapRecord", "FusedAddNormError", "MambaStyleDyT"]
 
@@ -46,20 +47,19 @@ class MambaStyleDyT(DyT):
         return out, (x.float() if residual_in_fp32 else x)
 
 
-def _fairseq2_dyt_class():
-    """A DyT that also satisfies fairseq2's ``LayerNorm`` interface (built on first need)."""
-    global _FAIRSEQ2_DYT
-    if _FAIRSEQ2_DYT is None:
+def _fairseq2_dyt_class(base: type = DyT) -> type:
+    """``base`` (DyT or ScaledDyT) that also satisfies fairseq2's ``LayerNorm`` interface (built on
+    first need: fairseq2 is imported only for fairseq2 models)."""
+    if base not in _FAIRSEQ2_DYT:
         from fairseq2.nn import LayerNorm as Fs2LayerNorm
 
-        class Fairseq2DyT(DyT, Fs2LayerNorm):
-            """DyT usable wherever fairseq2 expects a ``fairseq2.nn.LayerNorm``."""
+        _FAIRSEQ2_DYT[base] = type(f"Fairseq2{base.__name__}", (base, Fs2LayerNorm),
+                                   {"__doc__": f"{base.__name__} usable wherever fairseq2 expects a "
+                                               "``fairseq2.nn.LayerNorm``."})
+    return _FAIRSEQ2_DYT[base]
 
-        _FAIRSEQ2_DYT = Fairseq2DyT
-    return _FAIRSEQ2_DYT
 
-
-_FAIRSEQ2_DYT = None
+_FAIRSEQ2_DYT: dict[type, type] = {}
 
 
 @dataclasses.dataclass
@@ -70,6 +70,7 @@ class SwapRecord:
     kind: str
     role: str
     alpha_init: float
+    input_scale: str | None = None  # ScaledDyT's scope, None for a plain DyT
 
 
 @dataclasses.dataclass
@@ -102,7 +103,8 @@ class ConversionReport:
     def table(self) -> str:
         lines = [f"DyT conversion: {len(self.swapped)} norm(s) swapped"]
         for r in self.swapped:
-            lines.append(f"  {r.path:<55} {r.old_class:<18} {str(r.shape):<10} {r.role:<9} alpha0={r.alpha_init:g}")
+            scaled = f" ScaledDyT({r.input_scale})" if r.input_scale else ""
+            lines.append(f"  {r.path:<55} {r.old_class:<18} {str(r.shape):<10} {r.role:<9} alpha0={r.alpha_init:g}{scaled}")
         for p in self.unfused:
             lines.append(f"  fused add-norm switched off: {p}")
         for p in self.kept:
@@ -154,7 +156,8 @@ def default_role(path: str, is_final: bool) -> str:
     return "attention" if ("attn" in leaf or "attention" in leaf) else "other"
 
 
-def _make_dyt(old: nn.Module, kind: str, flavour: str, alpha0: float, copy_affine: bool) -> DyT:
+def _make_dyt(old: nn.Module, kind: str, flavour: str, alpha0: float, copy_affine: bool,
+              scope: str | None = None) -> DyT:
     ref = next(iter(old.parameters()), None)
     factory = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
     weight = getattr(old, "weight", None)
@@ -169,14 +172,19 @@ def _make_dyt(old: nn.Module, kind: str, flavour: str, alpha0: float, copy_affin
         channels = old.num_channels if kind == "groupnorm" else old.num_features
         channels_last = False
         affine = getattr(old, "affine", affine)
+    extra = {}
+    if scope is not None:
+        if flavour == "mamba":
+            raise ValueError("input_scale: ScaledDyT has no mamba_ssm-style variant (residual/prenorm call)")
+        extra["scope"] = scope
     if flavour == "mamba":
         cls = MambaStyleDyT
     elif flavour == "fairseq2":
-        cls = _fairseq2_dyt_class()
+        cls = _fairseq2_dyt_class(ScaledDyT if scope else DyT)
     else:
-        cls = DyT
+        cls = ScaledDyT if scope else DyT
     new = cls(channels, alpha_init=alpha0, channels_last=channels_last, bias=bias is not None,
-              elementwise_affine=affine, **factory)
+              elementwise_affine=affine, **extra, **factory)
     if copy_affine and affine:
         with torch.no_grad():
             new.weight.copy_(weight.reshape(-1))
@@ -205,6 +213,7 @@ def convert_norms(
     copy_affine: bool = True,
     role_fn: Callable[[str, bool], str] = default_role,
     alpha_overrides: Mapping[str, float] | None = None,
+    input_scale: Mapping[str, str] | None = None,
 ) -> tuple[nn.Module, ConversionReport]:
     """Replace the norms of ``model`` by DyT in place.
 
@@ -219,6 +228,9 @@ def convert_norms(
         alpha_overrides: alpha0 for module paths matching fnmatch patterns (first match wins),
             taking precedence over ``alpha_init``; e.g. a larger alpha0 for a norm whose input
             has a small scale.
+        input_scale: ``{pattern: "batch" | "token"}`` (fnmatch, first match wins): the matching
+            norms become :class:`~bio_speech_dyt.scaled_dyt.ScaledDyT` (the scale-tracking
+            ablation, beyond the paper); a pattern that matches no swapped norm is an error.
     Returns:
         ``(model, report)``; the model is modified in place and keeps device and dtype.
     """
@@ -247,17 +259,26 @@ def convert_norms(
     last_stacked = max((i for i, t in enumerate(targets) if stacked(t[0])), default=-1)
     final_idx = max((i for i, t in enumerate(targets) if not stacked(t[0]) and i > last_stacked), default=None)
 
+    scopes = dict(input_scale or {})
+    for pat, scope in scopes.items():
+        if scope not in SCOPES:
+            raise ValueError(f"input_scale {pat!r}: scope {scope!r}, choose one of {SCOPES}")
+        if not any(fnmatch.fnmatchcase(t[0], pat) for t in targets):
+            raise ValueError(f"input_scale pattern {pat!r} matches none of the swapped norms: "
+                             f"{', '.join(t[0] for t in targets) or 'none'}")
+
     for i, (path, module, kind, flavour) in enumerate(targets):
         role = role_fn(path, i == final_idx)
         alpha0 = alpha_for(path, role, alpha_init, alpha_overrides)
-        new = _make_dyt(module, kind, flavour, alpha0, copy_affine)
+        scope = next((sc for pat, sc in scopes.items() if fnmatch.fnmatchcase(path, pat)), None)
+        new = _make_dyt(module, kind, flavour, alpha0, copy_affine, scope)
         parent_path, _, attr = path.rpartition(".")
         parent = model.get_submodule(parent_path) if parent_path else model
         if not path:
             raise ValueError("convert_norms: the model itself is a norm; wrap it in a container")
         setattr(parent, attr, new)
         shape = tuple(new.normalized_shape)
-        report.swapped.append(SwapRecord(path, type(module).__name__, shape, kind, role, alpha0))
+        report.swapped.append(SwapRecord(path, type(module).__name__, shape, kind, role, alpha0, scope))
 
     for path, module in model.named_modules():
         if getattr(module, "fused_add_norm", False) is True:

@@ -50,6 +50,9 @@ class Wav2Vec2ModelConfig:
     alpha_overrides: dict[str, float] = dataclasses.field(default_factory=dict)
     # module paths (fnmatch) that keep their LayerNorm under norm: dyt (ablations)
     keep_norms: list[str] = dataclasses.field(default_factory=list)
+    # beyond the paper, an ablation: {module path (fnmatch): batch | token} makes those DyTs ScaledDyT
+    # (bio_speech_dyt/scaled_dyt.py), fed their input divided by its RMS over the batch or per frame
+    dyt_input_scale: dict[str, str] = dataclasses.field(default_factory=dict)
     # encoder
     model_dim: int | None = None
     num_layers: int | None = None
@@ -189,11 +192,14 @@ def build_wav2vec2(cfg: Wav2Vec2ModelConfig) -> tuple[Wav2Vec2Model, ConversionR
         raise ValueError(f"model.norm must be one of {NORMS}, got {cfg.norm!r}")
     if cfg.compile_quantizer not in ("auto", "always", "never"):
         raise ValueError(f"model.compile_quantizer must be auto, always or never, got {cfg.compile_quantizer!r}")
+    if cfg.dyt_input_scale and cfg.norm != "dyt":
+        raise ValueError(f"model.dyt_input_scale: {cfg.dyt_input_scale!r} needs model.norm: dyt (got {cfg.norm!r})")
     model = create_wav2vec2_model(fairseq2_config(cfg))
     if cfg.norm == "layernorm":
         return model, None
     model, report = convert_norms(model, alpha_init=cfg.alpha_init, kinds=("layernorm",),
-                                  exclude=cfg.keep_norms or None, alpha_overrides=cfg.alpha_overrides)
+                                  exclude=cfg.keep_norms or None, alpha_overrides=cfg.alpha_overrides,
+                                  input_scale=cfg.dyt_input_scale)
     return model, report
 
 

@@ -10,6 +10,7 @@ from fairseq2.nn import StandardLayerNorm
 from tests.support.speech_helpers import MICRO_MODEL
 
 from bio_speech_dyt.dyt import DyT
+from bio_speech_dyt.scaled_dyt import ScaledDyT
 from speech.loss import count_correct, eval_loss, forward_loss
 from speech.models.wav2vec2 import Wav2Vec2ModelConfig, build_wav2vec2, fairseq2_config
 
@@ -65,6 +66,25 @@ def test_alpha_overrides_set_one_norm():
     alphas = {r.path: r.alpha_init for r in report}
     assert alphas.pop(post) == 10.0 and float(model.get_submodule(post).alpha) == pytest.approx(10.0)
     assert alphas and set(alphas.values()) == {0.5}
+
+
+def test_dyt_input_scale_makes_one_norm_scaled_dyt():
+    post = "encoder_frontend.post_extract_layer_norm"
+    model, report = build_wav2vec2(Wav2Vec2ModelConfig(norm="dyt", dyt_input_scale={post: "token"}, **MICRO_MODEL))
+    scaled = [n for n, m in model.named_modules() if isinstance(m, ScaledDyT)]
+    norm = model.get_submodule(post)
+    assert scaled == [post] and norm.scope == "token" and isinstance(norm, Fs2LayerNorm)
+    assert {r.path: r.input_scale for r in report if r.input_scale} == {post: "token"}
+    # per frame: the output of a frame does not depend on that frame's energy
+    x = torch.randn(2, 5, norm.normalized_shape[0])
+    y = norm(x * torch.tensor([0.3, 1.0, 50.0, 3.0, 0.5]).view(1, 5, 1))
+    torch.testing.assert_close(y, norm(x), rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match=r"input_scale pattern 'encoder.nope' matches none of the swapped norms"):
+        build_wav2vec2(Wav2Vec2ModelConfig(norm="dyt", dyt_input_scale={"encoder.nope": "batch"}, **MICRO_MODEL))
+    with pytest.raises(ValueError, match=r"scope 'frame', choose one of \('batch', 'token'\)"):
+        build_wav2vec2(Wav2Vec2ModelConfig(norm="dyt", dyt_input_scale={post: "frame"}, **MICRO_MODEL))
+    with pytest.raises(ValueError, match="model.dyt_input_scale: .* needs model.norm: dyt"):
+        build_wav2vec2(Wav2Vec2ModelConfig(norm="layernorm", dyt_input_scale={post: "batch"}, **MICRO_MODEL))
 
 
 def test_config_overrides_reach_fairseq2():
