@@ -95,6 +95,9 @@ class OptimConfig:
     # warm-up as a fraction of the schedule's horizon (schedule_steps or the run's length), instead of
     # warmup_steps (timm's warmup_t = ratio * its horizon in the hyena-dna / Caduceus experiment files)
     warmup_ratio: Annotated[float, Fraction] | None = None
+    # beyond the paper, an ablation: DyT's alphas in their own group at lr * alpha_lr_scale (no decay),
+    # so that Adam can move them several-fold within a short run; 1 keeps them with the other norms
+    alpha_lr_scale: Annotated[float, Positive] = 1.0
 
 
 @dataclasses.dataclass

@@ -47,24 +47,28 @@ def no_decay_names(model: nn.Module, extra: Iterable[str] = (), kinds: Iterable[
 
 
 def param_groups(model: nn.Module, weight_decay: float, extra_no_decay: Iterable[str] = (),
-                 no_decay: Iterable[str] = ("norms", "biases")) -> list[dict]:
+                 no_decay: Iterable[str] = ("norms", "biases"), alpha_lr: float | None = None) -> list[dict]:
+    """``decay`` / ``no_decay`` groups; with ``alpha_lr`` every DyT's alpha goes to a third group,
+    ``dyt_alpha``, at that lr without decay."""
     skip = no_decay_names(model, extra_no_decay, no_decay)
-    decay, no_decay = [], []
+    alphas = {id(m.alpha) for m in model.modules() if isinstance(m, DyT)} if alpha_lr is not None else set()
+    decay, no_decay, alpha = [], [], []
     seen: set[int] = set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        (no_decay if name in skip else decay).append(p)
+        (alpha if id(p) in alphas else no_decay if name in skip else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"}]
     groups.append({"params": no_decay, "weight_decay": 0.0, "name": "no_decay"})
+    groups.append({"params": alpha, "weight_decay": 0.0, "lr": alpha_lr, "name": "dyt_alpha"})
     return [g for g in groups if g["params"]]
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, extra_no_decay: Iterable[str] = ()) -> torch.optim.AdamW:
-    return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay, extra_no_decay, cfg.no_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps
-    )
+    alpha_lr = cfg.lr * cfg.alpha_lr_scale if cfg.alpha_lr_scale != 1.0 else None
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay, extra_no_decay, cfg.no_decay, alpha_lr),
+                             lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
 
 
 def lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from bio_speech_dyt import DyT
-from bio_speech_dyt.config import OptimConfig
-from bio_speech_dyt.train import lr_lambda, no_decay_names, param_groups
+from bio_speech_dyt.config import ConfigError, OptimConfig, from_dict
+from bio_speech_dyt.train import build_optimizer, build_scheduler, lr_lambda, no_decay_names, param_groups
 
 
 def timm_cosine(t, base, lr_min, warmup_t, warmup_lr_init, t_initial, warmup_prefix):
@@ -97,3 +97,22 @@ def test_warmup_ratio_is_a_fraction_of_the_horizon():
         assert 1e-3 * f(step) == pytest.approx(timm_cosine(step, 1e-3, 1e-4, 14.2, 1e-6, 1420, False), rel=1e-9)
     with pytest.raises(ValueError, match="warmup_steps or warmup_ratio"):
         lr_lambda(OptimConfig(warmup_steps=5, warmup_ratio=0.1), 100)
+
+
+def test_alpha_lr_scale_gives_dyt_alpha_its_own_lr_through_the_schedule():
+    model = nn.Sequential(nn.Linear(4, 4), DyT(4, alpha_init=8.0), nn.Linear(4, 2))
+    plain = build_optimizer(model, OptimConfig(lr=1e-3))
+    assert [g["name"] for g in plain.param_groups] == ["decay", "no_decay"]
+    cfg = OptimConfig(lr=1e-3, alpha_lr_scale=30.0, warmup_steps=4)
+    opt = build_optimizer(model, cfg)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert [id(p) for p in groups["dyt_alpha"]["params"]] == [id(model[1].alpha)]
+    assert groups["dyt_alpha"]["weight_decay"] == 0.0 and id(model[1].alpha) not in {id(p) for p in groups["no_decay"]["params"]}
+    sched = build_scheduler(opt, cfg, total_steps=12)
+    assert groups["dyt_alpha"]["lr"] == pytest.approx(30 * 0.25e-3, rel=1e-12)  # warm-up step 0
+    for _ in range(4):
+        opt.step()
+        sched.step()
+    assert groups["dyt_alpha"]["lr"] == pytest.approx(30 * groups["decay"]["lr"], rel=1e-12)
+    with pytest.raises(ConfigError, match="alpha_lr_scale"):
+        from_dict(OptimConfig, {"alpha_lr_scale": 0.0})
