@@ -172,11 +172,7 @@ def _make_dyt(old: nn.Module, kind: str, flavour: str, alpha0: float, copy_affin
         channels = old.num_channels if kind == "groupnorm" else old.num_features
         channels_last = False
         affine = getattr(old, "affine", affine)
-    extra = {}
-    if scope is not None:
-        if flavour == "mamba":
-            raise ValueError("input_scale: ScaledDyT has no mamba_ssm-style variant (residual/prenorm call)")
-        extra["scope"] = scope
+    extra = {"scope": scope} if scope is not None else {}
     if flavour == "mamba":
         cls = MambaStyleDyT
     elif flavour == "fairseq2":
@@ -266,19 +262,23 @@ def convert_norms(
         if not any(fnmatch.fnmatchcase(t[0], pat) for t in targets):
             raise ValueError(f"input_scale pattern {pat!r} matches none of the swapped norms: "
                              f"{', '.join(t[0] for t in targets) or 'none'}")
+    scope_of = {path: next((sc for pat, sc in scopes.items() if fnmatch.fnmatchcase(path, pat)), None)
+                for path, *_ in targets}
+    mamba = [t[0] for t in targets if scope_of[t[0]] and t[3] == "mamba"]
+    if mamba:
+        raise ValueError(f"input_scale: ScaledDyT has no mamba_ssm-style (residual/prenorm) variant, for {mamba}")
 
     for i, (path, module, kind, flavour) in enumerate(targets):
         role = role_fn(path, i == final_idx)
         alpha0 = alpha_for(path, role, alpha_init, alpha_overrides)
-        scope = next((sc for pat, sc in scopes.items() if fnmatch.fnmatchcase(path, pat)), None)
-        new = _make_dyt(module, kind, flavour, alpha0, copy_affine, scope)
+        new = _make_dyt(module, kind, flavour, alpha0, copy_affine, scope_of[path])
         parent_path, _, attr = path.rpartition(".")
         parent = model.get_submodule(parent_path) if parent_path else model
         if not path:
             raise ValueError("convert_norms: the model itself is a norm; wrap it in a container")
         setattr(parent, attr, new)
         shape = tuple(new.normalized_shape)
-        report.swapped.append(SwapRecord(path, type(module).__name__, shape, kind, role, alpha0, scope))
+        report.swapped.append(SwapRecord(path, type(module).__name__, shape, kind, role, alpha0, scope_of[path]))
 
     for path, module in model.named_modules():
         if getattr(module, "fused_add_norm", False) is True:

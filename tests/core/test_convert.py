@@ -94,6 +94,23 @@ def test_mamba_fused_add_norm_error_policy():
         convert_norms(MambaBlock(4), fused_add_norm="error")
 
 
+def test_input_scale_makes_the_matching_norms_scaled_dyt():
+    from bio_speech_dyt.scaled_dyt import ScaledDyT
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 4), nn.LayerNorm(4))
+    model, report = convert_norms(model, input_scale={"3": "batch"})
+    assert type(model[1]) is DyT and isinstance(model[3], ScaledDyT) and model[3].scope == "batch"
+    assert [r.input_scale for r in report] == [None, "batch"]
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(model[3](1e3 * x), model[3](x), rtol=1e-5, atol=1e-6)  # one RMS per call
+    with pytest.raises(ValueError, match=r"input_scale pattern 'head' matches none of the swapped norms: 1"):
+        convert_norms(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)), input_scale={"head": "token"})
+    block = MambaBlock(4)
+    with pytest.raises(ValueError, match=r"no mamba_ssm-style .* for \['norm'\]"):
+        convert_norms(block, input_scale={"norm": "token"})
+    assert isinstance(block.norm, MambaRMSNorm) and block.fused_add_norm is True  # nothing half-converted
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown norm kind"):
         convert_norms(nn.Linear(2, 2), kinds=("layrnorm",))
