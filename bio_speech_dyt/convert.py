@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from bio_speech_dyt.dyt import DyT
-from bio_speech_dyt.norms import AlphaInit, alpha_for
+from bio_speech_dyt.norms import AlphaInit, alpha_for, first_match
 from bio_speech_dyt.scaled_dyt import SCOPES, ScaledDyT
 
 __all__ = ["convert_norms", "classify_norm", "ConversionReport", "SwapRecord", "FusedAddNormError", "MambaStyleDyT"]
@@ -262,8 +262,7 @@ def convert_norms(
         if not any(fnmatch.fnmatchcase(t[0], pat) for t in targets):
             raise ValueError(f"input_scale pattern {pat!r} matches none of the swapped norms: "
                              f"{', '.join(t[0] for t in targets) or 'none'}")
-    scope_of = {path: next((sc for pat, sc in scopes.items() if fnmatch.fnmatchcase(path, pat)), None)
-                for path, *_ in targets}
+    scope_of = {path: first_match(path, scopes) for path, *_ in targets}
     mamba = [t[0] for t in targets if scope_of[t[0]] and t[3] == "mamba"]
     if mamba:
         raise ValueError(f"input_scale: ScaledDyT has no mamba_ssm-style (residual/prenorm) variant, for {mamba}")

@@ -44,12 +44,15 @@ def resolve_alpha(alpha_init: AlphaInit, role: str = "other") -> float:
     return float(alpha_init)
 
 
+def first_match(path: str, patterns: Mapping[str, object] | None):
+    """The value of the first fnmatch pattern in ``patterns`` that matches module ``path``, else None."""
+    return next((value for pattern, value in (patterns or {}).items() if fnmatch.fnmatchcase(path, pattern)), None)
+
+
 def alpha_for(path: str, role: str, alpha_init: AlphaInit, overrides: Mapping[str, float] | None = None) -> float:
     """alpha0 of the norm at module ``path``: the first matching override, else its role's."""
-    for pattern, value in (overrides or {}).items():
-        if fnmatch.fnmatchcase(path, pattern):
-            return float(value)
-    return resolve_alpha(alpha_init, role)
+    value = first_match(path, overrides)
+    return float(value) if value is not None else resolve_alpha(alpha_init, role)
 
 
 def apply_alpha_overrides(model: nn.Module, overrides: Mapping[str, float] | None) -> list[str]:
@@ -65,12 +68,11 @@ def apply_alpha_overrides(model: nn.Module, overrides: Mapping[str, float] | Non
     done = []
     with torch.no_grad():
         for name, m in dyts:
-            for pattern, value in overrides.items():
-                if fnmatch.fnmatchcase(name, pattern):
-                    m.alpha_init = float(value)
-                    m.alpha.fill_(float(value))
-                    done.append(name)
-                    break
+            value = first_match(name, overrides)
+            if value is not None:
+                m.alpha_init = float(value)
+                m.alpha.fill_(float(value))
+                done.append(name)
     return done
 
 
